@@ -1,0 +1,154 @@
+"""The `facegender` command: train, evaluate, predict, export.
+
+Exit codes: 0 success; 1 some inputs could not be read (the rest were still processed);
+2 usage, data, model or path errors (a one-line message, no traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from facegender import __version__
+from facegender.errors import FaceGenderError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with usage, as argparse does, but one clear line
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="facegender", description="Face gender classification that holds up in bad conditions.")
+    parser.add_argument("--version", action="version", version=f"facegender {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model and write a run folder")
+    t.add_argument("--data", required=True, help="dataset folder (male/, female/) or a folder holding train/ and val/")
+    t.add_argument("--val", help="validation dataset folder (default: data/val, else a split of --data)")
+    t.add_argument("--preset", default="default", help="configuration preset: seed or default (default: default)")
+    t.add_argument("--config", help="YAML or JSON file of config fields (flags override it)")
+    t.add_argument("--epochs", type=int, help="fine-tuning epochs")
+    t.add_argument("--batch-size", type=int, dest="batch_size")
+    t.add_argument("--image-size", type=int, dest="image_size")
+    t.add_argument("--backbone-weights", dest="backbone_weights", help="imagenet, none, or a weights file path")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="run folder to write (default: runs/train, runs/train2, ...)")
+
+    e = sub.add_parser("evaluate", help="evaluate a model on a labelled folder")
+    e.add_argument("--data", required=True, help="dataset folder with male/ and female/ (optional labels.csv)")
+    e.add_argument("--model", help="run folder or .onnx/.keras/.h5 file (default: the bundled model)")
+    e.add_argument("--out", default="evaluation_results", help="folder for the report files")
+    e.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
+
+    p = sub.add_parser("predict", help="predict the label of images, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
+    p.add_argument("--model", help="run folder or .onnx/.keras/.h5 file (default: the bundled model)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--output", help="write the results to this file instead of standard output")
+    p.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
+    p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
+
+    x = sub.add_parser("export", help="export a trained model to ONNX")
+    x.add_argument("--model", required=True, help="run folder or .keras/.h5 file")
+    x.add_argument("--format", choices=("onnx",), default="onnx")
+    x.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from facegender import config as cfg
+
+    overrides: dict[str, Any] = cfg.load_overrides(args.config) if args.config else {}
+    for name in ("epochs", "batch_size", "image_size", "backbone_weights", "seed"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = cfg.resolve(args.preset, overrides)
+
+    from facegender.train import train
+
+    run_dir = train(config, args.data, args.val, args.out)
+    print(run_dir)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from facegender.evaluate import evaluate
+
+    result = evaluate(args.data, args.out, args.model, args.threshold)
+    per_class = result["per_class"]
+    print(
+        f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
+        f"female P/R {per_class['female']['precision']:.3f}/{per_class['female']['recall']:.3f}  "
+        f"threshold {result['threshold']:.3f}  n {result['n']}  -> {args.out}"
+    )
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} unreadable image(s): see metrics.json", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from facegender.predict import format_results, predict
+
+    if args.batch_size < 1:
+        raise FaceGenderError("--batch-size must be >= 1")
+    rows = list(predict(args.inputs, args.model, args.threshold, args.batch_size))
+    text = format_results(rows, args.format)
+    if args.output:
+        from facegender.export import atomic_write_bytes
+
+        try:
+            atomic_write_bytes(Path(args.output), (text + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise FaceGenderError(f"cannot write {args.output}: {exc}") from exc
+    else:
+        print(text)
+    errors = [r for r in rows if r["label"] == "error"]
+    for row in errors:
+        print(f"could not read {row['file']}: {row['error']}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} of {len(rows)} input(s) could not be read", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from facegender.export import export_onnx
+    from facegender.inference import resolve_model_path
+    from facegender.model import load_keras_model
+
+    given = Path(args.model)
+    source = given / "model.keras" if given.is_dir() else resolve_model_path(given)
+    if source.suffix == ".onnx" or not source.is_file():
+        raise FaceGenderError(f"nothing to export at {given}: pass a run folder holding model.keras or a .keras/.h5 file")
+    metadata_file = source.parent / "model.json"
+    metadata = json.loads(metadata_file.read_text(encoding="utf-8")) if metadata_file.is_file() else {}
+    out = export_onnx(load_keras_model(source), Path(args.out), metadata)
+    print(out)
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of the output
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FaceGenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

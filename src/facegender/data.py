@@ -1,0 +1,213 @@
+"""Datasets on disk: a folder with `male/` and `female/` subfolders, and an optional `labels.csv`.
+
+Scanning, validation, splitting and parallel decoding live here; nothing imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facegender import CLASS_NAMES
+from facegender.errors import FaceGenderError, ImageError
+from facegender.images import IMAGE_EXTENSIONS, load_prepared
+
+MIN_IMAGES_PER_CLASS = 2
+
+
+@dataclass
+class Dataset:
+    """Image files with labels (0 = female, 1 = male) and optional per-file columns from labels.csv."""
+
+    root: Path
+    files: list[Path]
+    labels: np.ndarray
+    columns: dict[str, list[str]] = field(default_factory=dict)  # column -> one value per file
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(np.sum(self.labels == index)) for index, name in enumerate(CLASS_NAMES)}
+
+    def subset(self, indices: Iterable[int]) -> Dataset:
+        indices = list(indices)
+        return Dataset(
+            root=self.root,
+            files=[self.files[i] for i in indices],
+            labels=self.labels[indices],
+            columns={name: [values[i] for i in indices] for name, values in self.columns.items()},
+        )
+
+    def relative(self, index: int) -> str:
+        return self.files[index].relative_to(self.root).as_posix()
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def iter_image_files(folder: Path) -> Iterator[Path]:
+    """Image files under folder, recursively, sorted, following no symlinked folders (no loops)."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if is_image_file(path):
+                yield path
+
+
+def _class_folders(root: Path) -> dict[str, Path]:
+    found = {}
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and child.name.lower() in CLASS_NAMES:
+            found[child.name.lower()] = child
+    return found
+
+
+def scan_dataset(root: str | Path, min_per_class: int = MIN_IMAGES_PER_CLASS) -> Dataset:
+    """Find the labelled images of a dataset folder; refuse a folder that cannot be trained or evaluated on."""
+    root = Path(root)
+    if not root.exists():
+        raise FaceGenderError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise FaceGenderError(f"dataset path is not a folder: {root}")
+    classes = _class_folders(root)
+    missing = [name for name in CLASS_NAMES if name not in classes]
+    if missing:
+        present = sorted(child.name for child in root.iterdir() if child.is_dir())
+        raise FaceGenderError(
+            f"dataset {root} has no {' or '.join(repr(m + '/') for m in missing)} folder "
+            f"(found: {', '.join(present) or 'no subfolders'}); expected one subfolder per class: "
+            "male/ and female/ (any letter case) holding jpg, jpeg, png, bmp or webp images"
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    for index, name in enumerate(CLASS_NAMES):
+        class_files = [p for p in iter_image_files(classes[name]) if p.is_file()]
+        if len(class_files) < min_per_class:
+            raise FaceGenderError(
+                f"dataset {root}: class folder {classes[name].name}/ has {len(class_files)} image(s); "
+                f"at least {min_per_class} are needed. Add images of that class."
+            )
+        files.extend(class_files)
+        labels.extend([index] * len(class_files))
+    dataset = Dataset(root=root, files=files, labels=np.asarray(labels, dtype=np.int64))
+    dataset.columns = _read_labels_csv(root, dataset)
+    return dataset
+
+
+def _read_labels_csv(root: Path, dataset: Dataset) -> dict[str, list[str]]:
+    """Columns of labels.csv (keyed by `file`, relative to root), aligned with dataset.files."""
+    path = root / "labels.csv"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FaceGenderError(f"could not read {path}: {exc}") from exc
+    if not rows or "file" not in rows[0]:
+        raise FaceGenderError(f"{path} needs a header row with a 'file' column (path relative to {root})")
+    by_file = {row["file"].replace("\\", "/"): row for row in rows}
+    names = [name for name in rows[0] if name and name != "file"]
+    columns: dict[str, list[str]] = {name: [] for name in names}
+    for index in range(len(dataset)):
+        row = by_file.get(dataset.relative(index), {})
+        for name in names:
+            columns[name].append(str(row.get(name) or "unknown"))
+    return columns
+
+
+def resolve_splits(data: str | Path, val: str | Path | None) -> tuple[Path, Path | None]:
+    """`--data` may be a dataset or a folder holding train/ and val/ datasets."""
+    data = Path(data)
+    if val is None and (data / "train").is_dir():
+        return data / "train", (data / "val") if (data / "val").is_dir() else None
+    return data, Path(val) if val is not None else None
+
+
+def split_train_val(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Stratified split that keeps one person's photos on one side when labels.csv has `identity`."""
+    rng = np.random.default_rng(seed)
+    identities = dataset.columns.get("identity")
+    train_idx: list[int] = []
+    val_idx: list[int] = []
+    for label in (0, 1):
+        members = np.flatnonzero(dataset.labels == label)
+        groups: dict[str, list[int]] = {}
+        for i in members:
+            key = identities[i] if identities and identities[i] != "unknown" else f"#{i}"
+            groups.setdefault(key, []).append(int(i))
+        keys = sorted(groups)
+        rng.shuffle(keys)
+        target = max(1, int(round(len(members) * fraction)))
+        taken = 0
+        for key in keys:
+            if taken < target:
+                val_idx.extend(groups[key])
+                taken += len(groups[key])
+            else:
+                train_idx.extend(groups[key])
+        if not any(dataset.labels[i] == label for i in train_idx):
+            raise FaceGenderError("too few images to split off a validation set; pass --val DIR")
+    return dataset.subset(sorted(train_idx)), dataset.subset(sorted(val_idx))
+
+
+def overlap(a: Dataset, b: Dataset) -> list[str]:
+    """Files whose bytes appear in both datasets (same size and content hash)."""
+    import hashlib
+
+    def digests(ds: Dataset) -> dict[str, str]:
+        out = {}
+        for path in ds.files:
+            try:
+                out[hashlib.sha1(path.read_bytes()).hexdigest()] = str(path)
+            except OSError:
+                continue
+        return out
+
+    first = digests(a)
+    return [path for digest, path in digests(b).items() if digest in first]
+
+
+def load_images(
+    files: list[Path],
+    size: int,
+    crop: float,
+    workers: int | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[np.ndarray, list[int], list[ImageError]]:
+    """Decode and prepare files in parallel threads (Pillow releases the GIL while decoding).
+
+    Returns the stacked uint8 images of the files that could be read, their indices, and the errors.
+    """
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    errors: list[ImageError] = []
+
+    def work(path: Path) -> np.ndarray | ImageError:
+        try:
+            return load_prepared(path, size, crop)
+        except ImageError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results: Iterable = pool.map(work, files)
+        if progress is not None:
+            results = progress(results)
+        for index, result in enumerate(results):
+            if isinstance(result, ImageError):
+                errors.append(result)
+            else:
+                arrays.append(result)
+                kept.append(index)
+    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), dtype=np.uint8)
+    return stacked, kept, errors

@@ -1,0 +1,92 @@
+"""Evaluating a model on a labelled dataset and writing the report files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegender import CLASS_NAMES, metrics, plots
+from facegender.data import Dataset, scan_dataset
+from facegender.errors import FaceGenderError, ImageError
+from facegender.inference import Classifier
+from facegender.progress import bar
+
+
+def write_evaluation(
+    out: Path,
+    dataset: Dataset,
+    p_male: np.ndarray,
+    threshold: float,
+    skipped: list[ImageError] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write classification_report.txt, metrics.json, confusion_matrix.png, roc/pr curves and misclassified/."""
+    out.mkdir(parents=True, exist_ok=True)
+    y_true = dataset.labels
+    result = metrics.classification_metrics(y_true, p_male, threshold)
+    result["slices"] = metrics.slice_metrics(y_true, p_male, threshold, dataset.columns)
+    result["skipped"] = [{"file": e.path, "error": e.reason} for e in (skipped or [])]
+    result.update(extra or {})
+
+    (out / "classification_report.txt").write_text(metrics.report_text(y_true, p_male, threshold), encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    plots.confusion_matrix_plot(result["confusion_matrix"], out / "confusion_matrix.png", f"threshold {threshold:.3f}")
+    plots.roc_pr_plots(y_true, p_male, out)
+    _write_misclassified(out / "misclassified", dataset, p_male, threshold)
+    return result
+
+
+def _write_misclassified(folder: Path, dataset: Dataset, p_male: np.ndarray, threshold: float) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    predicted = metrics.predict_labels(p_male, threshold)
+    with (folder / "misclassified.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "source", "true_label", "predicted_label", "p_male"])
+        for i in np.flatnonzero(predicted != dataset.labels):
+            source = dataset.files[i]
+            name = f"{CLASS_NAMES[dataset.labels[i]]}_as_{CLASS_NAMES[predicted[i]]}_{source.name}"
+            shutil.copyfile(source, folder / name)
+            writer.writerow(
+                [name, str(source), CLASS_NAMES[dataset.labels[i]], CLASS_NAMES[predicted[i]], f"{p_male[i]:.6f}"]
+            )
+
+
+def evaluate(
+    data: str | Path,
+    out: str | Path,
+    model: str | Path | None = None,
+    threshold: float | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Run the model over a labelled folder and write every report file into `out`."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    dataset = scan_dataset(data, min_per_class=1)
+    classifier = Classifier.load(model)
+    threshold = classifier.info.threshold if threshold is None else threshold
+    p_male = np.full(len(dataset), np.nan)
+    skipped: list[ImageError] = []
+    with bar(len(dataset), "evaluate") as progress:
+        for index, result in classifier.predict_files(dataset.files, batch_size, progress.update):
+            if isinstance(result, ImageError):
+                skipped.append(result)
+            else:
+                p_male[index] = result
+    kept = np.flatnonzero(~np.isnan(p_male))
+    if len(kept) == 0:
+        raise FaceGenderError(f"none of the {len(dataset)} images in {data} could be read")
+    return write_evaluation(
+        Path(out),
+        dataset.subset(kept),
+        p_male[kept],
+        threshold,
+        skipped,
+        extra={"model": str(classifier.path), "backend": classifier.backend, "data": str(data)},
+    )

@@ -1,0 +1,50 @@
+"""Exporting a trained Keras model to ONNX with its metadata inside (Keras's exporter, tf2onnx underneath)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegender.errors import FaceGenderError
+from facegender.inference import METADATA_KEY
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_onnx(keras_model: Any, path: Path, metadata: dict[str, Any]) -> Path:
+    """Export to ONNX (input `image`: float32 RGB 0-255, NHWC; output p(male)) and embed metadata."""
+    import onnx
+
+    size = int(keras_model.input_shape[1])
+    keras_model.predict(np.zeros((1, size, size, 3), np.float32), verbose=0)  # the exporter needs a called model
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "model.onnx"
+        try:
+            keras_model.export(str(raw), format="onnx", verbose=False)
+        except Exception as exc:
+            raise FaceGenderError(f"ONNX export failed: {exc}") from exc
+        proto = onnx.load(str(raw))
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(metadata)
+    proto.producer_name = "facegender"
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path

@@ -1,0 +1,96 @@
+"""Reading images and making the classifier's input. Pillow and NumPy only (no TensorFlow).
+
+The same `prepare` is used by training, evaluation and prediction, so there is no train/serve skew.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facegender.errors import ImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+# Refuse images above this many pixels before decoding them (decompression bombs); 50 MP covers cameras.
+MAX_PIXELS = 50_000_000
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode an image file into an RGB uint8 array of shape (H, W, 3).
+
+    EXIF orientation is applied; palette, grayscale, CMYK, 16-bit and alpha images are converted
+    (alpha is composited on white). Raises ImageError naming the file when it cannot be read.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise ImageError(
+                        str(path),
+                        f"image is {image.width}x{image.height} pixels, over the {MAX_PIXELS:,} pixel "
+                        "limit; resize it first",
+                    )
+                image.seek(0)  # first frame of animated images
+                image = ImageOps.exif_transpose(image)
+                return _to_rgb(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(str(path), "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(str(path), "is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(str(path), "permission denied; make the file readable") from None
+    except UnidentifiedImageError:
+        raise ImageError(str(path), "not an image Pillow can read (empty, corrupt or another format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(str(path), "image is too large (decompression bomb guard); resize it first") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(str(path), f"could not decode image ({exc}); the file may be truncated") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: scale to 8 bits by the image's own range before converting.
+        array = np.asarray(image, dtype=np.float64)
+        top = max(float(array.max()), 1.0)
+        array = np.clip(array / (65535.0 if top > 255 else 255.0) * 255.0, 0, 255).astype(np.uint8)
+        return np.stack([array] * 3, axis=-1)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"unexpected decoded shape {rgb.shape}")
+    return rgb
+
+
+def center_crop(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The centred square whose side is `fraction` of the image's shorter side."""
+    height, width = image.shape[:2]
+    side = max(1, int(round(min(height, width) * fraction)))
+    top = (height - side) // 2
+    left = (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def prepare(image: np.ndarray, size: int, crop: float = 1.0) -> np.ndarray:
+    """The classifier's input: centred crop, then a bilinear resize to size x size (uint8 RGB)."""
+    square = center_crop(image, crop)
+    if square.shape[0] == size and square.shape[1] == size:
+        return np.ascontiguousarray(square)
+    resized = Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def load_prepared(path: str | Path, size: int, crop: float = 1.0) -> np.ndarray:
+    """load_image followed by prepare."""
+    return prepare(load_image(path), size, crop)

@@ -1,0 +1,185 @@
+"""Loading a trained model with its metadata and running it on images.
+
+An exported `.onnx` model runs under ONNX Runtime and this path never imports TensorFlow.
+A `.keras` or `.h5` model runs under Keras (imported only then).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegender import CLASS_NAMES
+from facegender.errors import FaceGenderError, ImageError
+from facegender.images import load_prepared
+
+METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
+MODEL_FILES = ("model.onnx", "model.keras", "model.h5")
+BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
+
+
+@dataclass
+class ModelInfo:
+    """What a model needs beside its weights to turn a photo into a label."""
+
+    image_size: int = 224
+    crop: float = 1.0
+    threshold: float = 0.5
+    class_names: tuple[str, ...] = CLASS_NAMES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> ModelInfo:
+        try:
+            info = cls(
+                image_size=int(data.get("image_size", 224)),
+                crop=float(data.get("crop", 1.0)),
+                threshold=float(data.get("threshold", 0.5)),
+                class_names=tuple(data.get("class_names", CLASS_NAMES)),
+                extra=data,
+            )
+        except (TypeError, ValueError) as exc:
+            raise FaceGenderError(f"model metadata in {source} is malformed: {exc}") from exc
+        if info.class_names != CLASS_NAMES:
+            raise FaceGenderError(f"model metadata in {source}: class_names must be {list(CLASS_NAMES)}")
+        if not 0.0 <= info.threshold <= 1.0 or not 16 <= info.image_size <= 1024 or not 0 < info.crop <= 1:
+            raise FaceGenderError(f"model metadata in {source} has out-of-range threshold, image_size or crop")
+        return info
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A run folder, a .onnx/.keras/.h5 file, or (None) the bundled default model."""
+    if model is None:
+        path = BUNDLED_MODEL
+        if not any((path / name).is_file() for name in MODEL_FILES):
+            raise FaceGenderError("no bundled default model in this install; pass --model RUN_DIR or a model file")
+    else:
+        path = Path(model)
+    if not path.exists():
+        raise FaceGenderError(f"model not found: {path}")
+    if path.is_dir():
+        for name in MODEL_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise FaceGenderError(f"no model file in {path}; expected one of {', '.join(MODEL_FILES)}")
+    if path.suffix.lower() not in (".onnx", ".keras", ".h5"):
+        raise FaceGenderError(f"unsupported model file {path}; use a run folder or a .onnx, .keras or .h5 file")
+    return path
+
+
+def _read_metadata(path: Path, onnx_props: dict[str, str] | None = None) -> ModelInfo:
+    if onnx_props and METADATA_KEY in onnx_props:
+        try:
+            return ModelInfo.from_dict(json.loads(onnx_props[METADATA_KEY]), str(path))
+        except json.JSONDecodeError as exc:
+            raise FaceGenderError(f"model metadata inside {path} is not valid JSON: {exc}") from exc
+    for sidecar in (path.with_suffix(".json"), path.parent / "model.json"):
+        if sidecar.is_file():
+            try:
+                return ModelInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")), str(sidecar))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise FaceGenderError(f"{sidecar} is not valid JSON ({exc}); retrain or restore it") from exc
+    return ModelInfo()  # e.g. a legacy .h5: defaults (224 px, whole image, threshold 0.5)
+
+
+class Classifier:
+    """A loaded model: `predict(batch)` returns p(male) for uint8 RGB images of shape (N, S, S, 3)."""
+
+    def __init__(self, path: Path, info: ModelInfo, run: Callable[[np.ndarray], np.ndarray], backend: str):
+        self.path = path
+        self.info = info
+        self.backend = backend
+        self._run = run
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, threads: int | None = None) -> Classifier:
+        path = resolve_model_path(model)
+        if path.suffix.lower() == ".onnx":
+            return cls._load_onnx(path, threads)
+        return cls._load_keras(path)
+
+    @classmethod
+    def _load_onnx(cls, path: Path, threads: int | None) -> Classifier:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise FaceGenderError(f"could not load ONNX model {path}: {exc}. Re-export it.") from exc
+        info = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
+        input_name = session.get_inputs()[0].name
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return session.run(None, {input_name: batch.astype(np.float32)})[0].reshape(-1)
+
+        return cls(path, info, run, "onnxruntime")
+
+    @classmethod
+    def _load_keras(cls, path: Path) -> Classifier:
+        from facegender.model import load_keras_model
+
+        keras_model = load_keras_model(path)
+        info = _read_metadata(path)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return np.asarray(keras_model(batch.astype(np.float32), training=False)).reshape(-1)
+
+        return cls(path, info, run, "keras")
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._run(images)
+
+    def predict_files(
+        self,
+        files: list[Path],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+        workers: int | None = None,
+    ) -> Iterator[tuple[int, float | ImageError]]:
+        """Yield (index, p_male or ImageError) for each file, decoding in threads, memory bounded by chunks."""
+        workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        size, crop = self.info.image_size, self.info.crop
+
+        def work(path: Path) -> np.ndarray | ImageError:
+            try:
+                return load_prepared(path, size, crop)
+            except ImageError as exc:
+                return exc
+
+        chunk = max(batch_size, 8 * batch_size)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(0, len(files), chunk):
+                results = list(pool.map(work, files[start : start + chunk]))
+                good = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
+                probs: list[float] = []
+                for b in range(0, len(good), batch_size):
+                    batch = np.stack([results[i] for i in good[b : b + batch_size]])
+                    probs.extend(float(p) for p in self.predict(batch))
+                by_index = dict(zip(good, probs, strict=True))
+                for i, result in enumerate(results):
+                    yield start + i, by_index.get(i, result)  # type: ignore[misc]
+                if progress is not None:
+                    progress(len(results))
+
+
+def iter_chunks(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

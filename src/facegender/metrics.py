@@ -1,0 +1,98 @@
+"""Metrics and threshold tuning: pure functions over arrays (labels 0 = female, 1 = male; p = p(male))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from facegender import CLASS_NAMES
+
+THRESHOLD_GRID = np.round(np.arange(0.01, 0.9901, 0.005), 3)
+
+
+def predict_labels(p_male: np.ndarray, threshold: float) -> np.ndarray:
+    """1 (male) where p_male >= threshold, else 0 (female)."""
+    return (np.asarray(p_male) >= threshold).astype(np.int64)
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(f1_score(y_true, y_pred, labels=[0, 1], average="macro", zero_division=0))
+
+
+def tune_threshold(y_true: np.ndarray, p_male: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> float:
+    """The threshold on p(male) that maximises macro-F1; ties go to the threshold nearest 0.5."""
+    y_true = np.asarray(y_true)
+    p_male = np.asarray(p_male, dtype=np.float64)
+    if len(y_true) == 0:
+        return 0.5
+    scores = np.array([macro_f1(y_true, predict_labels(p_male, t)) for t in grid])
+    best = scores.max()
+    candidates = grid[np.isclose(scores, best, rtol=0, atol=1e-12)]
+    return float(candidates[np.argmin(np.abs(candidates - 0.5))])
+
+
+def classification_metrics(y_true: np.ndarray, p_male: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    y_true = np.asarray(y_true)
+    y_pred = predict_labels(p_male, threshold)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=[0, 1], zero_division=0
+    )
+    matrix = confusion_matrix(y_true, y_pred, labels=[0, 1])
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_f1": macro_f1(y_true, y_pred),
+        "threshold": float(threshold),
+        "n": int(len(y_true)),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(CLASS_NAMES)
+        },
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(CLASS_NAMES),
+    }
+
+
+def slice_metrics(
+    y_true: np.ndarray, p_male: np.ndarray, threshold: float, columns: dict[str, list[str]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """For each column (e.g. condition) and each of its values: accuracy, macro-F1 and n."""
+    y_true = np.asarray(y_true)
+    y_pred = predict_labels(p_male, threshold)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for column, values in columns.items():
+        values_arr = np.asarray(values)
+        distinct = sorted(set(values))
+        if column == "identity" or len(distinct) > 50:  # not a categorical slice
+            continue
+        out[column] = {}
+        for value in distinct:
+            mask = values_arr == value
+            out[column][value] = {
+                "accuracy": float(np.mean(y_true[mask] == y_pred[mask])),
+                "macro_f1": macro_f1(y_true[mask], y_pred[mask]),
+                "n": int(mask.sum()),
+            }
+    return out
+
+
+def report_text(y_true: np.ndarray, p_male: np.ndarray, threshold: float) -> str:
+    """scikit-learn's classification report, headed by the threshold used."""
+    y_pred = predict_labels(p_male, threshold)
+    body = classification_report(
+        y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0
+    )
+    return f"threshold on p(male): {threshold:.3f}\n\n{body}"

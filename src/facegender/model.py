@@ -1,0 +1,95 @@
+"""The network: MobileNetV2 backbone + small head, its loss, and which layers train. Imports Keras."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+
+from facegender.config import Config
+from facegender.errors import FaceGenderError
+
+BACKBONE_NAME = "mobilenetv2_1.00_224"
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def keras_cache_weights() -> Path:
+    """Where Keras looks for (and downloads) the ImageNet backbone weights."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return home / "models" / WEIGHTS_FILE
+
+
+def resolve_backbone_weights(value: str) -> str | None:
+    """"imagenet" (Keras cache or download), "none" (random init) or a path to a weights file."""
+    if value.lower() == "none":
+        return None
+    if value.lower() == "imagenet":
+        return "imagenet"
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FaceGenderError(
+            f"backbone weights file not found: {value}. Pass --backbone-weights imagenet, none, "
+            f"or the path to {WEIGHTS_FILE}"
+        )
+    return str(path)
+
+
+def build_model(config: Config) -> keras.Model:
+    """Input (RGB 0-255, float) -> MobileNetV2 (inference-mode batch-norm) -> GAP -> Dense -> Dropout -> p(male)."""
+    size = config.image_size
+    weights = resolve_backbone_weights(config.backbone_weights)
+    try:
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(size, size, 3), include_top=False, weights=weights, name=BACKBONE_NAME
+        )
+    except Exception as exc:  # download failure, wrong file, incompatible shapes
+        raise FaceGenderError(
+            f"could not load MobileNetV2 backbone weights ({config.backbone_weights}): {exc}. "
+            f"Offline, copy {WEIGHTS_FILE} into {keras_cache_weights().parent} "
+            "(a writable $KERAS_HOME/models) or pass --backbone-weights PATH"
+        ) from exc
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_minus1_1")(inputs)
+    # training=False keeps batch-norm statistics fixed while fine-tuning (Keras transfer-learning guide).
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(config.head_units, activation="relu", name="head_dense")(x)
+    x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
+    return keras.Model(inputs, outputs, name="facegender")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BACKBONE_NAME)
+
+
+def set_trainable(model: keras.Model, trainable_layers: int) -> None:
+    """Train the head plus the top `trainable_layers` backbone layers (-1: all, 0: none)."""
+    backbone = backbone_of(model)
+    backbone.trainable = trainable_layers != 0
+    if 0 < trainable_layers < len(backbone.layers):
+        for layer in backbone.layers[:-trainable_layers]:
+            layer.trainable = False
+
+
+def make_loss(config: Config) -> keras.losses.Loss:
+    if config.loss == "focal":
+        return keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True,
+            alpha=config.focal_alpha,
+            gamma=config.focal_gamma,
+            label_smoothing=config.label_smoothing,
+        )
+    return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+
+
+def load_keras_model(path: str | Path) -> keras.Model:
+    """Load a .keras or legacy .h5 model for inference (safe mode: no arbitrary code)."""
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise FaceGenderError(
+            f"could not load model {path}: {exc}. Is it a complete .keras/.h5 file saved by facegender "
+            "or the original train_model.py?"
+        ) from exc

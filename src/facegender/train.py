@@ -1,0 +1,285 @@
+"""Training: data -> tf.data pipeline -> fine-tuning -> threshold -> run folder. Imports TensorFlow."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegender import CLASS_NAMES, __version__
+from facegender.config import Config
+from facegender.data import Dataset, load_images, overlap, resolve_splits, scan_dataset, split_train_val
+from facegender.errors import FaceGenderError
+from facegender.progress import bar
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def next_run_dir(base: Path = Path("runs"), name: str = "train") -> Path:
+    """runs/train, runs/train2, runs/train3, ... (the first that does not exist)."""
+    candidate, n = base / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{name}{n}"
+    return candidate
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "facegender": __version__, "platform": platform.platform()}
+    for module in ("keras", "tensorflow", "numpy", "sklearn", "PIL", "onnxruntime", "onnx"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # not installed or no version: record nothing
+            pass
+    return versions
+
+
+def oversample_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """All indices, plus minority-class indices drawn (without replacement first) until the classes match."""
+    counts = np.bincount(labels, minlength=2)
+    minority = int(np.argmin(counts))
+    members = np.flatnonzero(labels == minority)
+    need = int(counts.max() - counts.min())
+    extra = np.concatenate([rng.permutation(members) for _ in range(need // len(members) + 1)])[:need]
+    return np.concatenate([np.arange(len(labels)), extra])
+
+
+def class_weight_of(labels: np.ndarray) -> dict[int, float]:
+    """Balanced class weights n / (2 * count) of the labels the model is trained on."""
+    counts = np.bincount(labels, minlength=2).astype(float)
+    return {i: float(len(labels) / (2 * counts[i])) for i in range(2)}
+
+
+def _read_split(config: Config, data: str | Path, val: str | Path | None) -> tuple[Dataset, Dataset]:
+    train_dir, val_dir = resolve_splits(data, val)
+    train_set = scan_dataset(train_dir)
+    if val_dir is None:
+        train_set, val_set = split_train_val(train_set, config.val_fraction, config.seed)
+        log(f"no validation folder: split off {len(val_set)} images ({config.val_fraction:.0%}, by identity if known)")
+    else:
+        val_set = scan_dataset(val_dir, min_per_class=1)
+        duplicated = overlap(train_set, val_set)
+        if duplicated:
+            log(
+                f"warning: {len(duplicated)} validation image(s) also appear in the training data "
+                f"(e.g. {duplicated[0]}); validation metrics will be optimistic"
+            )
+    return train_set, val_set
+
+
+def _load(dataset: Dataset, config: Config, name: str) -> tuple[np.ndarray, Dataset]:
+    with bar(len(dataset), f"load {name}") as progress:
+        images, kept, errors = load_images(
+            dataset.files, config.image_size, config.crop, progress=lambda it: _counting(it, progress)
+        )
+    for error in errors[:20]:
+        log(f"skipped {error.path}: {error.reason}")
+    if errors:
+        log(f"{name}: skipped {len(errors)} unreadable image(s) of {len(dataset)}")
+    kept_set = dataset.subset(kept)
+    if min(kept_set.counts().values()) < 1:
+        raise FaceGenderError(f"{name} data has no readable image of one class: {kept_set.counts()}")
+    return images, kept_set
+
+
+def _counting(iterable, progress):  # type: ignore[no-untyped-def]
+    for item in iterable:
+        progress.update(1)
+        yield item
+
+
+def train(
+    config: Config,
+    data: str | Path,
+    val: str | Path | None = None,
+    out: str | Path | None = None,
+) -> Path:
+    """Train a model with `config` and write a complete run folder; returns its path."""
+    started = time.time()
+    run_dir = Path(out) if out else next_run_dir()
+    train_set, val_set = _read_split(config, data, val)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".write_test").touch()
+        (run_dir / ".write_test").unlink()
+    except OSError as exc:
+        raise FaceGenderError(f"cannot write the run folder {run_dir}: {exc}; choose another --out") from exc
+    log(f"run folder: {run_dir}")
+    log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
+
+    x_train, train_set = _load(train_set, config, "train")
+    x_val, val_set = _load(val_set, config, "validation")
+
+    import keras
+    import tensorflow as tf
+
+    from facegender.augment import build_augmenter
+    from facegender.model import build_model, make_loss, set_trainable
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    rng = np.random.default_rng(config.seed)
+
+    indices = oversample_indices(train_set.labels, rng) if config.oversample else np.arange(len(train_set))
+    class_weight = class_weight_of(train_set.labels[indices]) if config.class_weights else None
+    augmenter = build_augmenter(config, config.seed)
+    train_ds = _pipeline(tf, x_train, train_set.labels, indices, config.batch_size, augmenter, config.seed)
+    val_ds = _pipeline(tf, x_val, val_set.labels, np.arange(len(val_set)), config.batch_size, None, None)
+    log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
+
+    model = build_model(config)
+    history: dict[str, list[float]] = {}
+    csv_path = run_dir / "history.csv"
+    csv_path.unlink(missing_ok=True)
+
+    def fit(epochs: int, initial: int, learning_rate: float, callbacks: list) -> None:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=make_loss(config),
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+        result = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=initial + epochs,
+            initial_epoch=initial,
+            class_weight=class_weight,
+            callbacks=[keras.callbacks.CSVLogger(str(csv_path), append=True), *callbacks],
+            verbose=1 if sys.stderr.isatty() else 2,
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+
+    if config.head_epochs:
+        log(f"phase 1: head only, backbone frozen, {config.head_epochs} epoch(s) at {config.head_learning_rate:g}")
+        set_trainable(model, 0)
+        fit(config.head_epochs, 0, config.head_learning_rate, [])
+    if config.epochs:
+        log(f"fine-tuning: top {config.trainable_layers} backbone layers, {config.epochs} epoch(s) at {config.learning_rate:g}")
+        set_trainable(model, config.trainable_layers)
+        callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.reduce_lr_factor,
+                patience=config.reduce_lr_patience,
+                min_lr=config.min_learning_rate,
+            ),
+        ]
+        fit(config.epochs, config.head_epochs, config.learning_rate, callbacks)
+    train_seconds = time.time() - started
+
+    return _finish(run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts())
+
+
+def _pipeline(tf, images, labels, indices, batch_size, augmenter, seed):  # type: ignore[no-untyped-def]
+    """Batches of (float32 RGB 0-255 images, float labels), gathered from the in-memory uint8 array."""
+    images_t = tf.constant(images)
+    labels_t = tf.constant(labels.astype(np.float32).reshape(-1, 1))
+    ds = tf.data.Dataset.from_tensor_slices(indices.astype(np.int64))
+    if seed is not None:
+        ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda idx: (tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _finish(
+    run_dir: Path,
+    config: Config,
+    model: Any,
+    x_val: np.ndarray,
+    val_set: Dataset,
+    history: dict[str, list[float]],
+    train_seconds: float,
+    started: float,
+    train_counts: dict[str, int],
+) -> Path:
+    """Tune the threshold on validation, evaluate, save model.keras, model.json, model.onnx and plots."""
+    from facegender import metrics, plots
+    from facegender.evaluate import write_evaluation
+    from facegender.export import atomic_write_bytes, export_onnx
+
+    p_val = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
+    threshold = metrics.tune_threshold(val_set.labels, p_val)
+    log(f"threshold tuned on validation (max macro-F1): {threshold:.3f}")
+    val_metrics = write_evaluation(run_dir / "val_evaluation", val_set, p_val, threshold)
+    plots.training_curves(history, run_dir / "training_plots")
+
+    tmp = run_dir / ".model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, run_dir / "model.keras")
+
+    metadata = {
+        "format": "facegender-model",
+        "format_version": 1,
+        "name": run_dir.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "class_names": list(CLASS_NAMES),
+        "output": "p_male: probability of the class 'male'; female below the threshold",
+        "threshold": threshold,
+        "image_size": config.image_size,
+        "crop": config.crop,
+        "preprocessing": {
+            "input": "RGB, float32 0-255, NHWC, EXIF orientation applied",
+            "crop": "centred square, side = crop x the shorter side",
+            "resize": "bilinear to image_size x image_size",
+            "normalisation": "inside the model (x / 127.5 - 1)",
+        },
+        "config": config.to_dict(),
+        "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n", "per_class", "slices")},
+        "training": {
+            "wall_time_s": round(train_seconds, 1),
+            "epochs_run": len(history.get("loss", [])),
+            "train_counts": train_counts,
+            "val_counts": val_set.counts(),
+        },
+        "versions": library_versions(),
+    }
+    text = json.dumps(metadata, indent=2).encode("utf-8")
+    atomic_write_bytes(run_dir / "model.json", text)
+    atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_dict(), indent=2).encode("utf-8"))
+    try:
+        export_onnx(model, run_dir / "model.onnx", metadata)
+    except FaceGenderError as exc:
+        log(f"warning: {exc}; predict will use model.keras instead")
+    _write_results_csv(run_dir, val_metrics, train_seconds)
+
+    per_class = val_metrics["per_class"]
+    log(
+        f"done in {time.time() - started:.0f} s: val accuracy {val_metrics['accuracy']:.4f}, "
+        f"macro-F1 {val_metrics['macro_f1']:.4f}, female recall {per_class['female']['recall']:.4f}"
+    )
+    return run_dir
+
+
+def _write_results_csv(run_dir: Path, val_metrics: dict[str, Any], seconds: float) -> None:
+    with (run_dir / "results.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["accuracy", "macro_f1", "female_recall", "male_recall", "threshold", "wall_time_s"])
+        writer.writerow(
+            [
+                f"{val_metrics['accuracy']:.4f}",
+                f"{val_metrics['macro_f1']:.4f}",
+                f"{val_metrics['per_class']['female']['recall']:.4f}",
+                f"{val_metrics['per_class']['male']['recall']:.4f}",
+                f"{val_metrics['threshold']:.3f}",
+                f"{seconds:.1f}",
+            ]
+        )

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny generated datasets (no committed binaries) and the ../shared data location."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+LFW = SHARED / "data" / "lfw-adverse"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def synthetic_face(label: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
+    """A learnable stand-in: 'female' draws a warm ellipse, 'male' a cool rectangle, on noise."""
+    noise = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(noise)
+    draw = ImageDraw.Draw(image)
+    a, b = int(size * 0.25), int(size * 0.75)
+    if label == "female":
+        draw.ellipse([a, a, b, b], fill=(230, int(rng.integers(80, 140)), 90))
+    else:
+        draw.rectangle([a, a, b, b], fill=(70, int(rng.integers(80, 140)), 230))
+    return image
+
+
+def make_dataset(root: Path, n_female: int = 6, n_male: int = 8, seed: int = 0, size: int = 48) -> Path:
+    """root/female/*.jpg, root/male/*.png and a labels.csv with condition and identity columns."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, count, ext in (("female", n_female, ".jpg"), ("male", n_male, ".png")):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            name = f"{label}/{label}_{seed}_{i}{ext}"
+            synthetic_face(label, rng, size).save(root / name)
+            rows.append({"file": name, "gender": label, "identity": f"{label}{i // 2}", "condition": ["clean", "foggy"][i % 2]})
+    with (root / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "gender", "identity", "condition"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+def requires_shared(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (the ../shared folder beside the project)")
