@@ -1,6 +1,6 @@
 """Seed-compatible single-image prediction: a thin wrapper over `facegender predict`.
 
-    python predict.py --image_path IMG --model_path MODEL
+python predict.py --image_path IMG --model_path MODEL
 """
 
 import argparse

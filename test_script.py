@@ -1,6 +1,6 @@
 """Seed-compatible evaluation script: a thin wrapper over `facegender evaluate`.
 
-    python test_script.py --data_path DIR --model_path MODEL --output_dir evaluation_results
+python test_script.py --data_path DIR --model_path MODEL --output_dir evaluation_results
 """
 
 import argparse

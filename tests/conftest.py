@@ -37,7 +37,9 @@ def make_dataset(root: Path, n_female: int = 6, n_male: int = 8, seed: int = 0, 
         for i in range(count):
             name = f"{label}/{label}_{seed}_{i}{ext}"
             synthetic_face(label, rng, size).save(root / name)
-            rows.append({"file": name, "gender": label, "identity": f"{label}{i // 2}", "condition": ["clean", "foggy"][i % 2]})
+            rows.append(
+                {"file": name, "gender": label, "identity": f"{label}{i // 2}", "condition": ["clean", "foggy"][i % 2]}
+            )
     with (root / "labels.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file", "gender", "identity", "condition"])
         writer.writeheader()

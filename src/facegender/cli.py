@@ -126,7 +126,9 @@ def _export(args: argparse.Namespace) -> int:
     given = Path(args.model)
     source = given / "model.keras" if given.is_dir() else resolve_model_path(given)
     if source.suffix == ".onnx" or not source.is_file():
-        raise FaceGenderError(f"nothing to export at {given}: pass a run folder holding model.keras or a .keras/.h5 file")
+        raise FaceGenderError(
+            f"nothing to export at {given}: pass a run folder holding model.keras or a .keras/.h5 file"
+        )
     metadata_file = source.parent / "model.json"
     metadata = json.loads(metadata_file.read_text(encoding="utf-8")) if metadata_file.is_file() else {}
     out = export_onnx(load_keras_model(source), Path(args.out), metadata)

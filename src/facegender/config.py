@@ -137,9 +137,7 @@ def resolve(preset: str = "default", overrides: dict[str, Any] | None = None) ->
         if key == "preset":
             continue
         if key not in field_names():
-            raise FaceGenderError(
-                f"unknown config field {key!r}; known fields: {', '.join(sorted(field_names()))}"
-            )
+            raise FaceGenderError(f"unknown config field {key!r}; known fields: {', '.join(sorted(field_names()))}")
         expected = type(getattr(config, key))
         try:
             value = expected(value) if expected is not bool or isinstance(value, bool) else _to_bool(value)

@@ -115,11 +115,11 @@ def _read_labels_csv(root: Path, dataset: Dataset) -> dict[str, list[str]]:
         raise FaceGenderError(f"could not read {path}: {exc}") from exc
     if not rows or "file" not in rows[0]:
         raise FaceGenderError(f"{path} needs a header row with a 'file' column (path relative to {root})")
-    by_file = {row["file"].replace("\\", "/"): row for row in rows}
+    by_file = {row["file"].replace("\\", "/").lower(): row for row in rows}  # class folders may differ in case
     names = [name for name in rows[0] if name and name != "file"]
     columns: dict[str, list[str]] = {name: [] for name in names}
     for index in range(len(dataset)):
-        row = by_file.get(dataset.relative(index), {})
+        row = by_file.get(dataset.relative(index).lower(), {})
         for name in names:
             columns[name].append(str(row.get(name) or "unknown"))
     return columns
@@ -147,7 +147,7 @@ def split_train_val(dataset: Dataset, fraction: float, seed: int) -> tuple[Datas
             groups.setdefault(key, []).append(int(i))
         keys = sorted(groups)
         rng.shuffle(keys)
-        target = max(1, int(round(len(members) * fraction)))
+        target = max(1, round(len(members) * fraction))
         taken = 0
         for key in keys:
             if taken < target:

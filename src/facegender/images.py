@@ -76,7 +76,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 def center_crop(image: np.ndarray, fraction: float) -> np.ndarray:
     """The centred square whose side is `fraction` of the image's shorter side."""
     height, width = image.shape[:2]
-    side = max(1, int(round(min(height, width) * fraction)))
+    side = max(1, round(min(height, width) * fraction))
     top = (height - side) // 2
     left = (width - side) // 2
     return image[top : top + side, left : left + side]

@@ -43,15 +43,13 @@ def classification_metrics(y_true: np.ndarray, p_male: np.ndarray, threshold: fl
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
     y_true = np.asarray(y_true)
     y_pred = predict_labels(p_male, threshold)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=[0, 1], zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=[0, 1], zero_division=0)
     matrix = confusion_matrix(y_true, y_pred, labels=[0, 1])
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
         "macro_f1": macro_f1(y_true, y_pred),
         "threshold": float(threshold),
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "per_class": {
             name: {
                 "precision": float(precision[i]),

@@ -21,7 +21,7 @@ def keras_cache_weights() -> Path:
 
 
 def resolve_backbone_weights(value: str) -> str | None:
-    """"imagenet" (Keras cache or download), "none" (random init) or a path to a weights file."""
+    """ "imagenet" (Keras cache or download), "none" (random init) or a path to a weights file."""
     if value.lower() == "none":
         return None
     if value.lower() == "imagenet":

@@ -53,11 +53,8 @@ def predict(
     """One result dict per input image (see FIELDS), in input order; unreadable files give label 'error'."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
-    if not files and missing:
-        yield from missing
-        return
-    classifier = Classifier.load(model)
     cut = classifier.info.threshold if threshold is None else threshold
     yield from (dict(row, threshold=cut) for row in missing)
     with bar(len(files), "predict") as progress:
@@ -66,7 +63,13 @@ def predict(
                 yield _error_row(str(files[index]), result.reason, cut)
             else:
                 label = CLASS_NAMES[int(result >= cut)]
-                yield {"file": str(files[index]), "label": label, "p_male": round(result, 6), "threshold": cut, "error": None}
+                yield {
+                    "file": str(files[index]),
+                    "label": label,
+                    "p_male": round(result, 6),
+                    "threshold": cut,
+                    "error": None,
+                }
 
 
 def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -85,5 +88,5 @@ def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
     for r in rows:
         p = "" if r["p_male"] is None else f"{r['p_male']:.4f}"
         tail = f"  ({r['error']})" if r.get("error") else ""
-        lines.append(f"{str(r['file']):<{width}}  {r['label']:<7}  {p}{tail}")
+        lines.append(f"{r['file']!s:<{width}}  {r['label']:<7}  {p}{tail}")
     return "\n".join(lines)

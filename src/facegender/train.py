@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -148,15 +149,16 @@ def train(
             loss=make_loss(config),
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
         )
-        result = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=initial + epochs,
-            initial_epoch=initial,
-            class_weight=class_weight,
-            callbacks=[keras.callbacks.CSVLogger(str(csv_path), append=True), *callbacks],
-            verbose=1 if sys.stderr.isatty() else 2,
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
+            result = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=initial + epochs,
+                initial_epoch=initial,
+                class_weight=class_weight,
+                callbacks=[keras.callbacks.CSVLogger(str(csv_path), append=True), *callbacks],
+                verbose=1 if sys.stderr.isatty() else 2,
+            )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
 
@@ -165,7 +167,10 @@ def train(
         set_trainable(model, 0)
         fit(config.head_epochs, 0, config.head_learning_rate, [])
     if config.epochs:
-        log(f"fine-tuning: top {config.trainable_layers} backbone layers, {config.epochs} epoch(s) at {config.learning_rate:g}")
+        log(
+            f"fine-tuning: top {config.trainable_layers} backbone layers, "
+            f"{config.epochs} epoch(s) at {config.learning_rate:g}"
+        )
         set_trainable(model, config.trainable_layers)
         callbacks = [
             keras.callbacks.EarlyStopping(

@@ -1,0 +1,5 @@
+import sys
+
+from facegender.cli import main
+
+sys.exit(main())

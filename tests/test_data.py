@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from conftest import make_dataset
+
+from facegender.data import load_images, overlap, resolve_splits, scan_dataset, split_train_val
+from facegender.errors import FaceGenderError
+from facegender.train import class_weight_of, oversample_indices
+
+
+def test_scan_reads_classes_any_case_and_labels_csv(tmp_path):
+    root = make_dataset(tmp_path / "d", n_female=3, n_male=5)
+    (root / "female").rename(root / "Female")
+    (root / "male" / "notes.txt").write_text("ignored")
+    ds = scan_dataset(root)
+    assert ds.counts() == {"female": 3, "male": 5}
+    assert list(ds.labels[:3]) == [0, 0, 0] and all(p.parent.name == "Female" for p in ds.files[:3])
+    assert set(ds.columns) == {"gender", "identity", "condition"}
+    assert ds.columns["condition"][:2] == ["clean", "foggy"]  # labels.csv says female/, folder is Female/
+    assert len(ds.columns["identity"]) == len(ds)
+
+
+def test_missing_class_or_too_few_images_is_refused(tmp_path):
+    root = make_dataset(tmp_path / "d", n_female=1, n_male=3)
+    with pytest.raises(FaceGenderError, match=r"female/ has 1 image\(s\); at least 2"):
+        scan_dataset(root)
+    (root / "female").rename(root / "women")
+    with pytest.raises(FaceGenderError, match=r"no 'female/' folder \(found: male, women\)"):
+        scan_dataset(root)
+    with pytest.raises(FaceGenderError, match="dataset folder not found"):
+        scan_dataset(tmp_path / "nowhere")
+
+
+def test_split_keeps_identities_together_and_is_stratified(tmp_path):
+    ds = scan_dataset(make_dataset(tmp_path / "d", n_female=10, n_male=20))
+    train, val = split_train_val(ds, 0.2, seed=1)
+    assert len(train) + len(val) == len(ds)
+    assert set(train.columns["identity"]).isdisjoint(val.columns["identity"])
+    assert val.counts()["female"] >= 1 and val.counts()["male"] >= 1
+    assert split_train_val(ds, 0.2, seed=1)[1].files == val.files  # reproducible
+
+
+def test_resolve_splits_accepts_a_parent_folder(tmp_path):
+    make_dataset(tmp_path / "train")
+    make_dataset(tmp_path / "val", seed=1)
+    assert resolve_splits(tmp_path, None) == (tmp_path / "train", tmp_path / "val")
+    assert resolve_splits(tmp_path / "train", None) == (tmp_path / "train", None)
+
+
+def test_overlap_finds_the_same_image_in_both(tmp_path):
+    a = scan_dataset(make_dataset(tmp_path / "a"))
+    b = scan_dataset(make_dataset(tmp_path / "b", seed=5))
+    assert overlap(a, b) == []
+    (tmp_path / "b" / "male" / "copy.png").write_bytes(a.files[-1].read_bytes())
+    assert overlap(a, scan_dataset(tmp_path / "b")) == [str(tmp_path / "b" / "male" / "copy.png")]
+
+
+def test_load_images_skips_unreadable_files(tmp_path):
+    ds = scan_dataset(make_dataset(tmp_path / "d"))
+    ds.files[1].write_bytes(b"garbage")
+    images, kept, errors = load_images(ds.files, 32, 0.8)
+    assert images.shape == (len(ds) - 1, 32, 32, 3) and 1 not in kept
+    assert [e.path for e in errors] == [str(ds.files[1])]
+
+
+def test_oversampling_balances_classes_and_weights_follow():
+    labels = np.array([0] * 3 + [1] * 10)
+    idx = oversample_indices(labels, np.random.default_rng(0))
+    assert np.bincount(labels[idx]).tolist() == [10, 10]
+    assert set(idx[:13]) == set(range(13))  # every original image is kept
+    assert class_weight_of(labels[idx]) == {0: 1.0, 1: 1.0}
+    assert class_weight_of(labels) == pytest.approx({0: 13 / 6, 1: 13 / 20})

@@ -1,0 +1,49 @@
+import numpy as np
+from sklearn.metrics import f1_score
+
+from facegender import metrics
+
+
+def test_threshold_maximises_macro_f1():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.7, 0.75, 0.8, 0.9, 0.95, 0.99])
+    t = metrics.tune_threshold(y, p)
+    assert 0.7 < t <= 0.75
+    assert metrics.macro_f1(y, metrics.predict_labels(p, t)) == 1.0
+
+
+def test_threshold_ties_go_to_nearest_half():
+    y = np.array([0, 1])
+    p = np.array([0.2, 0.8])  # every threshold in (0.2, 0.8] is perfect
+    assert metrics.tune_threshold(y, p) == 0.5
+    p = np.array([0.05, 0.3])  # perfect for (0.05, 0.3]: nearest to 0.5 is 0.3
+    assert metrics.tune_threshold(y, p) == 0.3
+
+
+def test_classification_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(y * 0.4 + rng.random(200) * 0.6, 0, 1)
+    m = metrics.classification_metrics(y, p, 0.5)
+    pred = (p >= 0.5).astype(int)
+    assert m["macro_f1"] == f1_score(y, pred, average="macro")
+    assert m["accuracy"] == np.mean(pred == y)
+    assert m["labels"] == ["female", "male"]
+    assert np.array(m["confusion_matrix"]).sum() == 200
+    assert m["per_class"]["female"]["support"] == int(np.sum(y == 0))
+    tn = m["confusion_matrix"][0][0]
+    assert m["per_class"]["female"]["recall"] == tn / np.sum(y == 0)
+
+
+def test_slices_by_column():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.9, 0.9, 0.8])
+    s = metrics.slice_metrics(y, p, 0.5, {"condition": ["clean", "foggy", "clean", "foggy"], "identity": list("abcd")})
+    assert set(s) == {"condition"}  # identity is not a categorical slice
+    assert s["condition"]["clean"] == {"accuracy": 1.0, "macro_f1": 1.0, "n": 2}
+    assert s["condition"]["foggy"]["accuracy"] == 0.5
+
+
+def test_report_text_names_threshold_and_classes():
+    text = metrics.report_text(np.array([0, 1]), np.array([0.2, 0.7]), 0.45)
+    assert "threshold on p(male): 0.450" in text and "female" in text and "macro avg" in text

@@ -1,0 +1,45 @@
+"""The network and its loss (needs the train extra: Keras/TensorFlow)."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from facegender import config as cfg  # noqa: E402
+from facegender.errors import FaceGenderError  # noqa: E402
+from facegender.model import backbone_of, build_model, make_loss, set_trainable  # noqa: E402
+
+
+def test_focal_loss_matches_the_formula():
+    config = cfg.from_preset("seed")
+    y = np.array([[1.0], [0.0], [1.0], [0.0]], np.float32)
+    p = np.array([[0.9], [0.2], [0.3], [0.6]], np.float32)
+    got = float(make_loss(config)(y, p))
+    pt = np.where(y == 1, p, 1 - p)
+    alpha_t = np.where(y == 1, config.focal_alpha, 1 - config.focal_alpha)
+    expected = np.mean(-alpha_t * (1 - pt) ** config.focal_gamma * np.log(pt))
+    assert got == pytest.approx(expected, rel=1e-4)
+    # confident right answers cost far less than under plain cross-entropy
+    easy = float(make_loss(config)(np.array([[1.0]]), np.array([[0.95]])))
+    assert easy < 0.5 * 0.5 * -np.log(0.95)
+
+
+def test_model_shape_head_and_trainable_layers():
+    config = cfg.resolve("seed", {"image_size": 64, "backbone_weights": "none"})
+    model = build_model(config)
+    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 1)
+    assert [layer.name for layer in model.layers[-4:]] == ["pool", "head_dense", "head_dropout", "p_male"]
+    assert model.get_layer("head_dense").units == 128 and model.get_layer("head_dropout").rate == 0.3
+    set_trainable(model, 30)
+    trainable = [layer for layer in backbone_of(model).layers if layer.trainable]
+    assert len(trainable) == 30 and trainable[-1].name == backbone_of(model).layers[-1].name
+    set_trainable(model, 0)
+    assert not backbone_of(model).trainable
+    out = model.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0)
+    assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    config = cfg.resolve("seed", {"backbone_weights": str(tmp_path / "w.h5")})
+    with pytest.raises(FaceGenderError, match="backbone weights file not found"):
+        build_model(config)
