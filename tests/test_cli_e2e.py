@@ -226,3 +226,39 @@ def test_predict_and_evaluate_with_onnx_import_no_tensorflow(trained):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_cached_views_training_from_a_config_file(tmp_path):
+    """The fast path: cached lower-backbone activations of augmented views, two phases, cosine schedule."""
+    data = tmp_path / "data"
+    make_dataset(data / "train", n_female=6, n_male=10, seed=0)
+    make_dataset(data / "val", n_female=3, n_male=4, seed=1)
+    config = tmp_path / "fast.json"
+    config.write_text(
+        json.dumps(
+            {
+                "image_size": 64,
+                "crop": 0.8,
+                "cached_views": 2,
+                "adverse": 0.5,
+                "head_epochs": 1,
+                "epochs": 1,
+                "learning_rate": 1e-4,
+                "schedule": "cosine",
+                "backbone_weights": "none",
+                "batch_size": 4,
+            }
+        )
+    )
+    run = tmp_path / "run"
+    result = cli("train", "--data", str(data), "--config", str(config), "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "cached 2 views x 16 images at block_12_add" in result.stderr
+    assert (run / "history.csv").read_text().count("\n") == 3  # header + head epoch + fine-tuning epoch
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["crop"] == 0.8 and meta["config"]["cached_views"] == 2
+    via_onnx = json.loads(cli("predict", str(data / "val"), "--model", str(run), "--format", "json").stdout)
+    via_keras = json.loads(
+        cli("predict", str(data / "val"), "--model", str(run / "model.keras"), "--format", "json").stdout
+    )
+    assert max(abs(a["p_male"] - b["p_male"]) for a, b in zip(via_onnx, via_keras, strict=True)) < 1e-3

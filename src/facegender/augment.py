@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
+import numpy as np
 
 from facegender.config import Config
 
@@ -23,3 +26,64 @@ def build_augmenter(config: Config, seed: int) -> keras.Sequential | None:
     if not layers:
         return None
     return keras.Sequential(layers, name="augment")
+
+
+def build_view_augmenter(config: Config) -> Any:
+    """Albumentations pipeline for cached training views: geometry, flip, and the adverse conditions
+    the model must survive (blur, motion blur, fog, rain, low light, noise, JPEG, down-scaling, glare)."""
+    import albumentations as A
+
+    size = config.image_size
+    adverse = A.OneOf(
+        [
+            A.GaussianBlur(blur_limit=(3, 9), sigma_limit=(0.8, 3.0)),
+            A.MotionBlur(blur_limit=(5, 13)),
+            A.RandomFog(fog_coef_range=(0.3, 0.8), alpha_coef=0.1),
+            A.RandomRain(
+                slant_range=(-15, 15), drop_length=max(4, size // 12), blur_value=3, brightness_coefficient=0.8
+            ),
+            A.RandomGamma(gamma_limit=(180, 350)),  # low light: gamma > 1 darkens
+            A.GaussNoise(std_range=(0.05, 0.25)),
+            A.ImageCompression(quality_range=(8, 40)),
+            A.Downscale(scale_range=(0.12, 0.4)),
+            A.RandomSunFlare(flare_roi=(0, 0, 1, 0.6), src_radius=max(20, size // 3)),
+            A.RandomBrightnessContrast(brightness_limit=(0.25, 0.5), contrast_limit=(-0.4, -0.1)),  # overexposure
+        ],
+        p=config.adverse,
+    )
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5 if config.horizontal_flip else 0.0),
+            A.Affine(
+                scale=(1 - config.zoom, 1 + config.zoom),
+                rotate=(-config.rotation_degrees, config.rotation_degrees),
+                shear=(-config.shear * 45, config.shear * 45),
+                translate_percent=(-0.05, 0.05),
+                border_mode=cv2_border_reflect(),
+                p=0.9,
+            ),
+            adverse,
+            A.RandomBrightnessContrast(brightness_limit=config.brightness, contrast_limit=0.2, p=0.5),
+        ],
+        seed=config.seed,
+    )
+
+
+def cv2_border_reflect() -> int:
+    import cv2
+
+    return cv2.BORDER_REFLECT_101
+
+
+def augment_views(images: np.ndarray, pipeline: Any, workers: int = 4) -> np.ndarray:
+    """One augmented copy of each uint8 image (threads: OpenCV releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.empty_like(images)
+
+    def work(i: int) -> None:
+        out[i] = pipeline(image=images[i])["image"]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(work, range(len(images))))
+    return out

@@ -50,6 +50,13 @@ class Config:
     shear: float = 0.2
     brightness: float = 0.2
     horizontal_flip: bool = True
+    adverse: float = 0.0  # probability that a training view also gets one adverse condition (fog, blur, ...)
+
+    # Speed: cached_views > 0 runs the frozen lower backbone (up to cache_layer) once on that many augmented
+    # views of each training image and trains only the layers above it on the cached activations.
+    cached_views: int = 0
+    cache_layer: str = "block_12_add"
+    schedule: str = "plateau"  # "plateau" (ReduceLROnPlateau) or "cosine" (cosine decay over the epochs)
 
     # Class balancing: repeat minority-class images until the classes match; weight the loss by class.
     oversample: bool = True
@@ -79,6 +86,9 @@ class Config:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0.0 < self.val_fraction < 0.9, "val_fraction must be in (0, 0.9)"),
             (0.0 <= self.zoom < 1.0 and 0.0 <= self.brightness < 1.0, "zoom and brightness must be in [0, 1)"),
+            (0.0 <= self.adverse <= 1.0, "adverse must be a probability in [0, 1]"),
+            (0 <= self.cached_views <= 64, "cached_views must be in [0, 64]"),
+            (self.schedule in ("plateau", "cosine"), "schedule must be 'plateau' or 'cosine'"),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:

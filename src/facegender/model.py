@@ -25,7 +25,10 @@ def resolve_backbone_weights(value: str) -> str | None:
     if value.lower() == "none":
         return None
     if value.lower() == "imagenet":
-        return "imagenet"
+        # Without a classifier top the weights do not depend on the input size, so the cached 224 file serves
+        # every size; Keras alone would fetch a separate file per size (160, 192, ...).
+        cached = keras_cache_weights()
+        return str(cached) if cached.is_file() else "imagenet"
     path = Path(value).expanduser()
     if not path.is_file():
         raise FaceGenderError(

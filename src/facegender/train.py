@@ -124,8 +124,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from facegender.augment import build_augmenter
-    from facegender.model import build_model, make_loss, set_trainable
+    from facegender.model import build_model
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -133,17 +132,37 @@ def train(
 
     indices = oversample_indices(train_set.labels, rng) if config.oversample else np.arange(len(train_set))
     class_weight = class_weight_of(train_set.labels[indices]) if config.class_weights else None
-    augmenter = build_augmenter(config, config.seed)
-    train_ds = _pipeline(tf, x_train, train_set.labels, indices, config.batch_size, augmenter, config.seed)
-    val_ds = _pipeline(tf, x_val, val_set.labels, np.arange(len(val_set)), config.batch_size, None, None)
     log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
 
     model = build_model(config)
-    history: dict[str, list[float]] = {}
     csv_path = run_dir / "history.csv"
     csv_path.unlink(missing_ok=True)
+    if config.cached_views:
+        history = _fit_cached(
+            config, model, x_train, train_set.labels, indices, x_val, val_set.labels, class_weight, csv_path, rng
+        )
+    else:
+        history = _fit_streaming(
+            config, model, x_train, train_set.labels, indices, x_val, val_set.labels, class_weight, csv_path
+        )
+    train_seconds = time.time() - started
 
-    def fit(epochs: int, initial: int, learning_rate: float, callbacks: list) -> None:
+    return _finish(run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts())
+
+
+def _fit_phases(config, full_model, model, trainable_layers, make_train, val_ds, steps, class_weight, csv_path):  # type: ignore[no-untyped-def]
+    """Phase 1 (head_epochs): head only on a frozen backbone. Phase 2 (epochs): the top trainable_layers too.
+
+    `model` is what fit() runs: the whole network `full_model`, or its part above the cache layer (same layers,
+    shared weights). make_train(epochs) returns the training dataset for that many epochs of `steps` batches.
+    """
+    import keras
+
+    from facegender.model import make_loss, set_trainable
+
+    history: dict[str, list[float]] = {}
+
+    def fit(epochs: int, initial: int, learning_rate, callbacks: list) -> None:  # type: ignore[no-untyped-def]
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=make_loss(config),
@@ -151,10 +170,11 @@ def train(
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
             result = model.fit(
-                train_ds,
+                make_train(epochs),
                 validation_data=val_ds,
                 epochs=initial + epochs,
                 initial_epoch=initial,
+                steps_per_epoch=steps,
                 class_weight=class_weight,
                 callbacks=[keras.callbacks.CSVLogger(str(csv_path), append=True), *callbacks],
                 verbose=1 if sys.stderr.isatty() else 2,
@@ -164,29 +184,34 @@ def train(
 
     if config.head_epochs:
         log(f"phase 1: head only, backbone frozen, {config.head_epochs} epoch(s) at {config.head_learning_rate:g}")
-        set_trainable(model, 0)
+        set_trainable(full_model, 0)
         fit(config.head_epochs, 0, config.head_learning_rate, [])
     if config.epochs:
         log(
-            f"fine-tuning: top {config.trainable_layers} backbone layers, "
-            f"{config.epochs} epoch(s) at {config.learning_rate:g}"
+            f"fine-tuning: top {trainable_layers} backbone layers, {config.epochs} epoch(s) at {config.learning_rate:g}"
         )
-        set_trainable(model, config.trainable_layers)
+        set_trainable(full_model, trainable_layers)
         callbacks = [
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-            ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
-                factor=config.reduce_lr_factor,
-                patience=config.reduce_lr_patience,
-                min_lr=config.min_learning_rate,
-            ),
+            )
         ]
-        fit(config.epochs, config.head_epochs, config.learning_rate, callbacks)
-    train_seconds = time.time() - started
-
-    return _finish(run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts())
+        if config.schedule == "cosine":
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, decay_steps=config.epochs * steps, alpha=0.01
+            )
+        else:
+            learning_rate = config.learning_rate
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss",
+                    factor=config.reduce_lr_factor,
+                    patience=config.reduce_lr_patience,
+                    min_lr=config.min_learning_rate,
+                )
+            )
+        fit(config.epochs, config.head_epochs, learning_rate, callbacks)
+    return history
 
 
 def _pipeline(tf, images, labels, indices, batch_size, augmenter, seed):  # type: ignore[no-untyped-def]
@@ -203,6 +228,92 @@ def _pipeline(tf, images, labels, indices, batch_size, augmenter, seed):  # type
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _fit_streaming(config, model, x_train, y_train, indices, x_val, y_val, class_weight, csv_path):  # type: ignore[no-untyped-def]
+    """The seed's way: every batch is augmented on the fly and runs through the whole network."""
+    import tensorflow as tf
+
+    from facegender.augment import build_augmenter
+
+    augmenter = build_augmenter(config, config.seed)
+    steps = -(-len(indices) // config.batch_size)
+
+    def make_train(epochs: int):  # type: ignore[no-untyped-def]
+        return _pipeline(tf, x_train, y_train, indices, config.batch_size, augmenter, config.seed).repeat(epochs)
+
+    val_ds = _pipeline(tf, x_val, y_val, np.arange(len(y_val)), config.batch_size, None, None)
+    return _fit_phases(config, model, model, config.trainable_layers, make_train, val_ds, steps, class_weight, csv_path)
+
+
+def _fit_cached(config, model, x_train, y_train, indices, x_val, y_val, class_weight, csv_path, rng):  # type: ignore[no-untyped-def]
+    """Fast fine-tuning: run the frozen lower backbone once on `cached_views` augmented views of every training
+    image, then train only the layers above `cache_layer` (plus the head) on those cached activations.
+
+    Each epoch draws one view per image. The lower layers never change, so this equals fine-tuning the top of
+    the network on a fixed pool of augmented images, at a fraction of the cost per epoch.
+    """
+    import keras
+    import tensorflow as tf
+
+    from facegender.augment import augment_views, build_view_augmenter
+    from facegender.model import backbone_of
+
+    backbone = backbone_of(model)
+    names = [layer.name for layer in backbone.layers]
+    if config.cache_layer not in names:
+        raise FaceGenderError(f"cache_layer {config.cache_layer!r} is not a MobileNetV2 layer")
+    cut = backbone.get_layer(config.cache_layer).output
+    lower = keras.Model(backbone.input, cut, name="lower")
+    upper = keras.Model(cut, backbone.output, name="upper")
+    features_in = keras.Input(shape=cut.shape[1:], name="features")
+    x = upper(features_in, training=False)
+    for name in ("pool", "head_dense", "head_dropout", "p_male"):
+        x = model.get_layer(name)(x)
+    top = keras.Model(features_in, x, name="top")
+
+    def encode(images: np.ndarray) -> np.ndarray:
+        scaled = images.astype(np.float32) / 127.5 - 1.0
+        return lower.predict(scaled, batch_size=64, verbose=0).astype(np.float16)
+
+    pipeline = build_view_augmenter(config)
+    started = time.time()
+    views = []
+    with bar(config.cached_views * len(x_train), "cache views") as progress:
+        for view in range(config.cached_views):
+            images = x_train if view == 0 else augment_views(x_train, pipeline)  # view 0: the photo as it is
+            views.append(encode(images))
+            progress.update(len(x_train))
+    features = np.stack(views)  # (views, images, h, w, c)
+    val_features = encode(x_val)
+    log(
+        f"cached {features.shape[0]} views x {features.shape[1]} images at {config.cache_layer} "
+        f"{tuple(features.shape[2:])} ({features.nbytes / 2**20:.0f} MiB) in {time.time() - started:.0f} s"
+    )
+
+    features_t = tf.constant(features)
+    labels_t = tf.constant(y_train.astype(np.float32).reshape(-1, 1))
+    steps = -(-len(indices) // config.batch_size)
+
+    def make_train(epochs: int):  # type: ignore[no-untyped-def]
+        count = steps * config.batch_size
+        order = np.concatenate([np.resize(rng.permutation(indices), count) for _ in range(epochs)])
+        chosen = rng.integers(0, config.cached_views, len(order))
+        ds = tf.data.Dataset.from_tensor_slices((chosen.astype(np.int64), order.astype(np.int64)))
+        ds = ds.batch(config.batch_size).map(
+            lambda v, i: (
+                tf.cast(tf.gather_nd(features_t, tf.stack([v, i], axis=1)), tf.float32),
+                tf.gather(labels_t, i),
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    val_ds = tf.data.Dataset.from_tensor_slices(
+        (val_features.astype(np.float32), y_val.astype(np.float32).reshape(-1, 1))
+    ).batch(config.batch_size)
+    trainable = len(names) - names.index(config.cache_layer) - 1
+    return _fit_phases(config, model, top, trainable, make_train, val_ds, steps, class_weight, csv_path)
 
 
 def _finish(
