@@ -95,3 +95,16 @@ def test_short_real_training_with_imagenet_weights(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 20
+    # the exported ONNX model gives Keras's probabilities (a real network here, not a random one)
+    outputs = {}
+    for name in ("model.onnx", "model.keras"):
+        result = subprocess.run(
+            [sys.executable, "-m", "facegender", "predict", str(tmp_path / "val"), "--model", str(run / name),
+             "--format", "json"], capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[name] = json.loads(result.stdout)
+    probs = [[r["p_male"] for r in outputs[name]] for name in ("model.onnx", "model.keras")]
+    assert max(abs(a - b) for a, b in zip(*probs, strict=True)) < 1e-3
+    assert [r["label"] for r in outputs["model.onnx"]] == [r["label"] for r in outputs["model.keras"]]
+    assert max(probs[0]) - min(probs[0]) > 1e-3  # the outputs vary, so the comparison means something

@@ -28,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write a run folder")
-    t.add_argument("--data", required=True, help="dataset folder (male/, female/) or a folder holding train/ and val/")
+    t.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="dataset folder (male/, female/), a folder holding train/ and val/, or several dataset folders",
+    )
     t.add_argument("--val", help="validation dataset folder (default: data/val, else a split of --data)")
     t.add_argument("--preset", default="default", help="configuration preset: seed or default (default: default)")
     t.add_argument("--config", help="YAML or JSON file of config fields (flags override it)")
@@ -53,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
     p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
 
-    x = sub.add_parser("export", help="export a trained model to ONNX")
+    x = sub.add_parser("export", help="export a trained model to ONNX or LiteRT (TFLite)")
     x.add_argument("--model", required=True, help="run folder or .keras/.h5 file")
-    x.add_argument("--format", choices=("onnx",), default="onnx")
-    x.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    x.add_argument("--format", choices=("onnx", "tflite", "tflite-int8"), default="onnx")
+    x.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.tflite")
+    x.add_argument("--data", help="training images for tflite-int8 calibration (default: the run's training data)")
+    x.add_argument("--samples", type=int, default=200, help="calibration images for tflite-int8")
     return parser
 
 
@@ -119,21 +126,42 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from facegender.export import export_onnx
-    from facegender.inference import resolve_model_path
+    from facegender.export import export_model
+    from facegender.inference import ModelInfo, resolve_model_path
     from facegender.model import load_keras_model
 
     given = Path(args.model)
     source = given / "model.keras" if given.is_dir() else resolve_model_path(given)
-    if source.suffix == ".onnx" or not source.is_file():
+    if source.suffix not in (".keras", ".h5") or not source.is_file():
         raise FaceGenderError(
             f"nothing to export at {given}: pass a run folder holding model.keras or a .keras/.h5 file"
         )
-    metadata_file = source.parent / "model.json"
+    metadata_file = source.parent / "model.json" if source.name == "model.keras" else source.with_suffix(".json")
     metadata = json.loads(metadata_file.read_text(encoding="utf-8")) if metadata_file.is_file() else {}
-    out = export_onnx(load_keras_model(source), Path(args.out), metadata)
+    samples = None
+    if args.format == "tflite-int8":
+        samples = _calibration_images(
+            args.data or (metadata.get("training", {}).get("data") or [None])[0],
+            ModelInfo.from_dict(metadata, str(metadata_file)),
+            args.samples,
+        )
+    out = export_model(load_keras_model(source), Path(args.out), metadata, args.format, samples)
     print(out)
     return 0
+
+
+def _calibration_images(folder: str | None, info: Any, count: int) -> Any:
+    """Up to `count` prepared training images, evenly spread over the folder, for int8 calibration."""
+    from facegender.data import iter_image_files, load_images
+
+    if not folder or not Path(folder).is_dir():
+        raise FaceGenderError("tflite-int8 needs calibration images: pass --data with a folder of training images")
+    files = list(iter_image_files(Path(folder)))
+    if not files:
+        raise FaceGenderError(f"no images in {folder} for int8 calibration")
+    step = max(1, len(files) // count)
+    images, _, _ = load_images(files[::step][:count], info.image_size, info.crop)
+    return images
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}

@@ -49,6 +49,19 @@ class Dataset:
         return self.files[index].relative_to(self.root).as_posix()
 
 
+def concat(datasets: list[Dataset]) -> Dataset:
+    """One dataset from several (e.g. train/ + train-extra/); a column missing in one reads 'unknown' there."""
+    if len(datasets) == 1:
+        return datasets[0]
+    names = sorted({name for ds in datasets for name in ds.columns})
+    return Dataset(
+        root=datasets[0].root,
+        files=[f for ds in datasets for f in ds.files],
+        labels=np.concatenate([ds.labels for ds in datasets]),
+        columns={n: [v for ds in datasets for v in ds.columns.get(n, ["unknown"] * len(ds))] for n in names},
+    )
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 

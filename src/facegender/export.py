@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from facegender.errors import FaceGenderError
-from facegender.inference import METADATA_KEY
+from facegender.inference import METADATA_KEY, sidecar_path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -27,6 +27,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def export_model(
+    keras_model: Any, path: Path, metadata: dict[str, Any], fmt: str, samples: np.ndarray | None = None
+) -> Path:
+    """Export to "onnx" (metadata inside), "tflite" or "tflite-int8" (metadata in a sidecar `<file>.json`).
+
+    tflite-int8 quantizes weights and activations to 8 bits, calibrated on `samples` (uint8 RGB images from the
+    training data); its input and output stay float32, so it is used exactly like the float model.
+    """
+    if fmt == "onnx":
+        return export_onnx(keras_model, path, metadata)
+    if fmt not in ("tflite", "tflite-int8"):
+        raise FaceGenderError(f"unknown export format {fmt!r}; choose onnx, tflite or tflite-int8")
+    import tensorflow as tf
+
+    options: dict[str, Any] = {}
+    if fmt == "tflite-int8":
+        if samples is None or len(samples) == 0:
+            raise FaceGenderError("tflite-int8 needs a representative set: pass --data with training images")
+
+        def representative() -> Any:
+            for image in samples:
+                yield [image[None].astype(np.float32)]
+
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "model.tflite"
+        try:
+            keras_model.export(str(raw), format="litert", verbose=False, **options)
+        except Exception as exc:
+            raise FaceGenderError(f"LiteRT export failed: {exc}") from exc
+        atomic_write_bytes(path, raw.read_bytes())
+    atomic_write_bytes(sidecar_path(path), json.dumps({**metadata, "export_format": fmt}, indent=2).encode())
+    return path
 
 
 def export_onnx(keras_model: Any, path: Path, metadata: dict[str, Any]) -> Path:

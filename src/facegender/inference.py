@@ -21,7 +21,8 @@ from facegender.errors import FaceGenderError, ImageError
 from facegender.images import load_prepared
 
 METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
-MODEL_FILES = ("model.onnx", "model.keras", "model.h5")
+MODEL_FILES = ("model.onnx", "model.tflite", "model.keras", "model.h5")
+MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5")
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
 
 
@@ -69,9 +70,14 @@ def resolve_model_path(model: str | Path | None) -> Path:
             if (path / name).is_file():
                 return path / name
         raise FaceGenderError(f"no model file in {path}; expected one of {', '.join(MODEL_FILES)}")
-    if path.suffix.lower() not in (".onnx", ".keras", ".h5"):
-        raise FaceGenderError(f"unsupported model file {path}; use a run folder or a .onnx, .keras or .h5 file")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise FaceGenderError(f"unsupported model file {path}; use a run folder or a {', '.join(MODEL_SUFFIXES)} file")
     return path
+
+
+def sidecar_path(model: Path) -> Path:
+    """Where an exported model without embedded metadata keeps it: `model.tflite` -> `model.tflite.json`."""
+    return model.with_name(model.name + ".json")
 
 
 def _read_metadata(path: Path, onnx_props: dict[str, str] | None = None) -> ModelInfo:
@@ -80,7 +86,7 @@ def _read_metadata(path: Path, onnx_props: dict[str, str] | None = None) -> Mode
             return ModelInfo.from_dict(json.loads(onnx_props[METADATA_KEY]), str(path))
         except json.JSONDecodeError as exc:
             raise FaceGenderError(f"model metadata inside {path} is not valid JSON: {exc}") from exc
-    for sidecar in (path.with_suffix(".json"), path.parent / "model.json"):
+    for sidecar in (sidecar_path(path), path.with_suffix(".json"), path.parent / "model.json"):
         if sidecar.is_file():
             try:
                 return ModelInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")), str(sidecar))
@@ -103,6 +109,8 @@ class Classifier:
         path = resolve_model_path(model)
         if path.suffix.lower() == ".onnx":
             return cls._load_onnx(path, threads)
+        if path.suffix.lower() == ".tflite":
+            return cls._load_tflite(path, threads)
         return cls._load_keras(path)
 
     @classmethod
@@ -123,6 +131,32 @@ class Classifier:
             return session.run(None, {input_name: batch.astype(np.float32)})[0].reshape(-1)
 
         return cls(path, info, run, "onnxruntime")
+
+    @classmethod
+    def _load_tflite(cls, path: Path, threads: int | None) -> Classifier:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise FaceGenderError("running .tflite models needs LiteRT: pip install ai-edge-litert") from exc
+        try:
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or (os.cpu_count() or 1))
+        except Exception as exc:
+            raise FaceGenderError(f"could not load LiteRT model {path}: {exc}. Re-export it.") from exc
+        info = _read_metadata(path)
+        input_index = interpreter.get_input_details()[0]["index"]
+        output_index = interpreter.get_output_details()[0]["index"]
+        shape = [0]
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            if shape[0] != len(batch):  # the exported signature has a fixed batch size: resize when it changes
+                interpreter.resize_tensor_input(input_index, list(batch.shape))
+                interpreter.allocate_tensors()
+                shape[0] = len(batch)
+            interpreter.set_tensor(input_index, batch.astype(np.float32))
+            interpreter.invoke()
+            return interpreter.get_tensor(output_index).reshape(-1).copy()
+
+        return cls(path, info, run, "litert")
 
     @classmethod
     def _load_keras(cls, path: Path) -> Classifier:

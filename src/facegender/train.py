@@ -17,9 +17,11 @@ import numpy as np
 
 from facegender import CLASS_NAMES, __version__
 from facegender.config import Config
-from facegender.data import Dataset, load_images, overlap, resolve_splits, scan_dataset, split_train_val
+from facegender.data import Dataset, concat, load_images, overlap, resolve_splits, scan_dataset, split_train_val
 from facegender.errors import FaceGenderError
 from facegender.progress import bar
+
+DataArg = str | Path | list[str] | list[Path]
 
 
 def log(message: str) -> None:
@@ -61,9 +63,14 @@ def class_weight_of(labels: np.ndarray) -> dict[int, float]:
     return {i: float(len(labels) / (2 * counts[i])) for i in range(2)}
 
 
-def _read_split(config: Config, data: str | Path, val: str | Path | None) -> tuple[Dataset, Dataset]:
-    train_dir, val_dir = resolve_splits(data, val)
-    train_set = scan_dataset(train_dir)
+def _read_split(config: Config, data: DataArg, val: str | Path | None) -> tuple[Dataset, Dataset]:
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    if len(folders) == 1:
+        train_dir, val_dir = resolve_splits(folders[0], val)
+        train_set = scan_dataset(train_dir)
+    else:  # several training folders, e.g. train/ and train-extra/
+        val_dir = Path(val) if val is not None else None
+        train_set = concat([scan_dataset(folder) for folder in folders])
     if val_dir is None:
         train_set, val_set = split_train_val(train_set, config.val_fraction, config.seed)
         log(f"no validation folder: split off {len(val_set)} images ({config.val_fraction:.0%}, by identity if known)")
@@ -101,13 +108,15 @@ def _counting(iterable, progress):  # type: ignore[no-untyped-def]
 
 def train(
     config: Config,
-    data: str | Path,
+    data: DataArg,
     val: str | Path | None = None,
     out: str | Path | None = None,
 ) -> Path:
     """Train a model with `config` and write a complete run folder; returns its path."""
     started = time.time()
     run_dir = Path(out) if out else next_run_dir()
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    train_folders = [resolve_splits(folders[0], val)[0]] if len(folders) == 1 else folders
     train_set, val_set = _read_split(config, data, val)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +156,9 @@ def train(
         )
     train_seconds = time.time() - started
 
-    return _finish(run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts())
+    return _finish(
+        run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts(), train_folders
+    )
 
 
 def _fit_phases(config, full_model, model, trainable_layers, make_train, val_ds, steps, class_weight, csv_path):  # type: ignore[no-untyped-def]
@@ -300,14 +311,11 @@ def _fit_cached(config, model, x_train, y_train, indices, x_val, y_val, class_we
         order = np.concatenate([np.resize(rng.permutation(indices), count) for _ in range(epochs)])
         chosen = rng.integers(0, config.cached_views, len(order))
         ds = tf.data.Dataset.from_tensor_slices((chosen.astype(np.int64), order.astype(np.int64)))
-        ds = ds.batch(config.batch_size).map(
-            lambda v, i: (
-                tf.cast(tf.gather_nd(features_t, tf.stack([v, i], axis=1)), tf.float32),
-                tf.gather(labels_t, i),
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return ds.batch(config.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def gather(view, index):  # type: ignore[no-untyped-def]
+        features = tf.gather_nd(features_t, tf.stack([view, index], axis=1))
+        return tf.cast(features, tf.float32), tf.gather(labels_t, index)
 
     val_ds = tf.data.Dataset.from_tensor_slices(
         (val_features.astype(np.float32), y_val.astype(np.float32).reshape(-1, 1))
@@ -326,6 +334,7 @@ def _finish(
     train_seconds: float,
     started: float,
     train_counts: dict[str, int],
+    data_folders: list[str | Path],
 ) -> Path:
     """Tune the threshold on validation, evaluate, save model.keras, model.json, model.onnx and plots."""
     from facegender import metrics, plots
@@ -364,6 +373,7 @@ def _finish(
             "wall_time_s": round(train_seconds, 1),
             "epochs_run": len(history.get("loss", [])),
             "train_counts": train_counts,
+            "data": [str(Path(d).resolve()) for d in data_folders],
             "val_counts": val_set.counts(),
         },
         "versions": library_versions(),
