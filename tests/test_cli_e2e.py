@@ -90,6 +90,7 @@ def test_evaluate_writes_every_report_file(trained):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "threshold", "n", "per_class", "confusion_matrix", "labels", "slices"} <= set(m)
+    assert set(m["calibration"]) == {"ece", "brier"} and m["worst_slice"]["column"] == "condition"
     assert set(m["per_class"]) == {"female", "male"}
     assert set(m["per_class"]["female"]) == {"precision", "recall", "f1", "support"}
     assert m["n"] == 10 and m["labels"] == ["female", "male"]

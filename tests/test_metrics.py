@@ -40,8 +40,19 @@ def test_slices_by_column():
     p = np.array([0.1, 0.9, 0.9, 0.8])
     s = metrics.slice_metrics(y, p, 0.5, {"condition": ["clean", "foggy", "clean", "foggy"], "identity": list("abcd")})
     assert set(s) == {"condition"}  # identity is not a categorical slice
-    assert s["condition"]["clean"] == {"accuracy": 1.0, "macro_f1": 1.0, "n": 2}
+    assert s["condition"]["clean"] == {
+        "accuracy": 1.0, "macro_f1": 1.0, "recall": {"female": 1.0, "male": 1.0}, "n": 2}  # fmt: skip
     assert s["condition"]["foggy"]["accuracy"] == 0.5
+    assert s["condition"]["foggy"]["recall"] == {"female": 0.0, "male": 1.0}
+    worst = metrics.worst_slice(s, min_n=1)
+    assert (worst["column"], worst["value"]) == ("condition", "foggy")
+
+
+def test_threshold_sweep_rows():
+    y = np.array([0, 0, 1, 1])
+    sweep = metrics.threshold_sweep(y, np.array([0.1, 0.4, 0.6, 0.9]), grid=np.array([0.05, 0.5, 0.95]))
+    assert sweep["macro_f1"][1] == 1.0
+    assert sweep["female_recall"] == [0.0, 1.0, 1.0] and sweep["male_recall"] == [1.0, 1.0, 0.0]
 
 
 def test_report_text_names_threshold_and_classes():

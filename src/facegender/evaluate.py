@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facegender import CLASS_NAMES, metrics, plots
+from facegender import CLASS_NAMES, calibration, metrics, plots
 from facegender.data import Dataset, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
 from facegender.inference import Classifier
@@ -30,6 +30,11 @@ def write_evaluation(
     y_true = dataset.labels
     result = metrics.classification_metrics(y_true, p_male, threshold)
     result["slices"] = metrics.slice_metrics(y_true, p_male, threshold, dataset.columns)
+    result["worst_slice"] = metrics.worst_slice(result["slices"])
+    result["calibration"] = {
+        "ece": calibration.expected_calibration_error(y_true, p_male),
+        "brier": calibration.brier(y_true, p_male),
+    }
     result["skipped"] = [{"file": e.path, "error": e.reason} for e in (skipped or [])]
     result.update(extra or {})
 
@@ -37,6 +42,8 @@ def write_evaluation(
     (out / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     plots.confusion_matrix_plot(result["confusion_matrix"], out / "confusion_matrix.png", f"threshold {threshold:.3f}")
     plots.roc_pr_plots(y_true, p_male, out)
+    plots.reliability_diagram(y_true, p_male, out / "reliability_diagram.png", result["calibration"]["ece"])
+    plots.threshold_sweep_plot(metrics.threshold_sweep(y_true, p_male), threshold, out / "threshold_sweep.png")
     _write_misclassified(out / "misclassified", dataset, p_male, threshold)
     return result
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from facegender import CLASS_NAMES
+from facegender.calibration import apply_temperature
 from facegender.errors import FaceGenderError, ImageError
 from facegender.images import load_prepared
 
@@ -33,6 +34,7 @@ class ModelInfo:
     image_size: int = 224
     crop: float = 1.0
     threshold: float = 0.5
+    temperature: float = 1.0  # applied to the network's output: p = sigmoid(logit(p_raw) / temperature)
     class_names: tuple[str, ...] = CLASS_NAMES
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -43,6 +45,7 @@ class ModelInfo:
                 image_size=int(data.get("image_size", 224)),
                 crop=float(data.get("crop", 1.0)),
                 threshold=float(data.get("threshold", 0.5)),
+                temperature=float(data.get("temperature", 1.0)),
                 class_names=tuple(data.get("class_names", CLASS_NAMES)),
                 extra=data,
             )
@@ -50,8 +53,15 @@ class ModelInfo:
             raise FaceGenderError(f"model metadata in {source} is malformed: {exc}") from exc
         if info.class_names != CLASS_NAMES:
             raise FaceGenderError(f"model metadata in {source}: class_names must be {list(CLASS_NAMES)}")
-        if not 0.0 <= info.threshold <= 1.0 or not 16 <= info.image_size <= 1024 or not 0 < info.crop <= 1:
-            raise FaceGenderError(f"model metadata in {source} has out-of-range threshold, image_size or crop")
+        if (
+            not 0.0 <= info.threshold <= 1.0
+            or not 16 <= info.image_size <= 1024
+            or not 0 < info.crop <= 1
+            or not 0 < info.temperature < 100
+        ):
+            raise FaceGenderError(
+                f"model metadata in {source} has an out-of-range threshold, image_size, crop or temperature"
+            )
         return info
 
 
@@ -171,9 +181,11 @@ class Classifier:
         return cls(path, info, run, "keras")
 
     def predict(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated p(male) for uint8 RGB images of shape (N, S, S, 3)."""
         if len(images) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self._run(images)
+        p = self._run(images)
+        return p if self.info.temperature == 1.0 else apply_temperature(p, self.info.temperature)
 
     def predict_files(
         self,

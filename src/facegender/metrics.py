@@ -67,7 +67,7 @@ def classification_metrics(y_true: np.ndarray, p_male: np.ndarray, threshold: fl
 def slice_metrics(
     y_true: np.ndarray, p_male: np.ndarray, threshold: float, columns: dict[str, list[str]]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """For each column (e.g. condition) and each of its values: accuracy, macro-F1 and n."""
+    """For each column (e.g. condition) and each of its values: accuracy, macro-F1, per-class recall and n."""
     y_true = np.asarray(y_true)
     y_pred = predict_labels(p_male, threshold)
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -82,6 +82,10 @@ def slice_metrics(
             out[column][value] = {
                 "accuracy": float(np.mean(y_true[mask] == y_pred[mask])),
                 "macro_f1": macro_f1(y_true[mask], y_pred[mask]),
+                "recall": {
+                    name: float(np.mean(y_pred[mask & (y_true == i)] == i)) if np.any(mask & (y_true == i)) else None
+                    for i, name in enumerate(CLASS_NAMES)
+                },
                 "n": int(mask.sum()),
             }
     return out
@@ -94,3 +98,29 @@ def report_text(y_true: np.ndarray, p_male: np.ndarray, threshold: float) -> str
         y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0
     )
     return f"threshold on p(male): {threshold:.3f}\n\n{body}"
+
+
+def worst_slice(slices: dict[str, dict[str, dict[str, Any]]], min_n: int = 10) -> dict[str, Any] | None:
+    """The slice (column, value) with the lowest accuracy among those with at least min_n images."""
+    candidates = [
+        {"column": column, "value": value, **stats}
+        for column, values in slices.items()
+        for value, stats in values.items()
+        if stats["n"] >= min_n
+    ]
+    return min(candidates, key=lambda s: s["accuracy"]) if candidates else None
+
+
+def threshold_sweep(y_true: np.ndarray, p_male: np.ndarray, grid: np.ndarray = THRESHOLD_GRID) -> dict[str, list]:
+    """Per threshold: macro-F1 and female/male precision and recall (for the sweep plot)."""
+    out: dict[str, list] = {"threshold": [float(t) for t in grid], "macro_f1": []}
+    for name in CLASS_NAMES:
+        out[f"{name}_precision"], out[f"{name}_recall"] = [], []
+    for t in grid:
+        pred = predict_labels(p_male, t)
+        precision, recall, _, _ = precision_recall_fscore_support(y_true, pred, labels=[0, 1], zero_division=0)
+        out["macro_f1"].append(macro_f1(y_true, pred))
+        for i, name in enumerate(CLASS_NAMES):
+            out[f"{name}_precision"].append(float(precision[i]))
+            out[f"{name}_recall"].append(float(recall[i]))
+    return out

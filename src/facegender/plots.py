@@ -63,3 +63,30 @@ def roc_pr_plots(y_true: np.ndarray, p_male: np.ndarray, out_dir: Path) -> None:
     PrecisionRecallDisplay.from_predictions(y_true, p_male, pos_label=1, name="p(male)", ax=ax)
     ax.set_title("Precision-recall curve (positive class: male)")
     _save(fig, out_dir / "pr_curve.png")
+
+
+def reliability_diagram(y_true: np.ndarray, p_male: np.ndarray, path: Path, ece: float) -> None:
+    """Observed male rate against mean predicted p(male), 10 bins, with the diagonal of perfect calibration."""
+    from sklearn.calibration import CalibrationDisplay
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    CalibrationDisplay.from_predictions(y_true, p_male, n_bins=10, pos_label=1, name="p(male)", ax=ax)
+    ax.set_title(f"Reliability diagram (ECE {ece:.3f})")
+    _save(fig, path)
+
+
+def threshold_sweep_plot(sweep: dict[str, list], chosen: float, path: Path) -> None:
+    """Precision, recall and macro-F1 against the threshold on p(male), the chosen threshold marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    t = sweep["threshold"]
+    ax.plot(t, sweep["macro_f1"], color="black", linewidth=2, label="macro-F1")
+    for name, style in (("female", "-"), ("male", "--")):
+        ax.plot(t, sweep[f"{name}_precision"], linestyle=style, color="tab:blue", label=f"{name} precision")
+        ax.plot(t, sweep[f"{name}_recall"], linestyle=style, color="tab:orange", label=f"{name} recall")
+    ax.axvline(chosen, color="red", linewidth=1, label=f"threshold {chosen:.3f}")
+    ax.set_xlabel("threshold on p(male)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center", ncol=3)
+    ax.set_title("Threshold sweep")
+    _save(fig, path)

@@ -337,14 +337,27 @@ def _finish(
     data_folders: list[str | Path],
 ) -> Path:
     """Tune the threshold on validation, evaluate, save model.keras, model.json, model.onnx and plots."""
-    from facegender import metrics, plots
+    from facegender import calibration, metrics, plots
     from facegender.evaluate import write_evaluation
     from facegender.export import atomic_write_bytes, export_onnx
 
-    p_val = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
+    raw = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
+    temperature = calibration.fit_temperature(val_set.labels, raw) if config.calibrate else 1.0
+    p_val = calibration.apply_temperature(raw, temperature)
     threshold = metrics.tune_threshold(val_set.labels, p_val)
-    log(f"threshold tuned on validation (max macro-F1): {threshold:.3f}")
-    val_metrics = write_evaluation(run_dir / "val_evaluation", val_set, p_val, threshold)
+    ece_before = calibration.expected_calibration_error(val_set.labels, raw)
+    ece_after = calibration.expected_calibration_error(val_set.labels, p_val)
+    log(
+        f"temperature {temperature:.3f} (validation ECE {ece_before:.4f} -> {ece_after:.4f}); "
+        f"threshold tuned on validation (max macro-F1): {threshold:.3f}"
+    )
+    val_metrics = write_evaluation(
+        run_dir / "val_evaluation",
+        val_set,
+        p_val,
+        threshold,
+        extra={"temperature": temperature, "ece_before_temperature": ece_before},
+    )
     plots.training_curves(history, run_dir / "training_plots")
 
     tmp = run_dir / ".model.tmp.keras"
@@ -359,6 +372,7 @@ def _finish(
         "class_names": list(CLASS_NAMES),
         "output": "p_male: probability of the class 'male'; female below the threshold",
         "threshold": threshold,
+        "temperature": temperature,
         "image_size": config.image_size,
         "crop": config.crop,
         "preprocessing": {
@@ -368,7 +382,10 @@ def _finish(
             "normalisation": "inside the model (x / 127.5 - 1)",
         },
         "config": config.to_dict(),
-        "val_metrics": {k: val_metrics[k] for k in ("accuracy", "macro_f1", "n", "per_class", "slices")},
+        "val_metrics": {
+            k: val_metrics[k]
+            for k in ("accuracy", "macro_f1", "n", "per_class", "slices", "calibration", "ece_before_temperature")
+        },
         "training": {
             "wall_time_s": round(train_seconds, 1),
             "epochs_run": len(history.get("loss", [])),
