@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="run folder or .onnx/.keras/.h5 file (default: the bundled model)")
     e.add_argument("--out", default="evaluation_results", help="folder for the report files")
     e.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
+    e.add_argument(
+        "--corrupt",
+        action="store_true",
+        help="also run the robustness suite: the clean photos under 9 adverse conditions x 3 severities",
+    )
+    e.add_argument("--corrupt-seed", type=int, default=0, dest="corrupt_seed", help="seed of the robustness suite")
 
     p = sub.add_parser("predict", help="predict the label of images, folders or globs")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
@@ -86,13 +92,22 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from facegender.evaluate import evaluate
 
-    result = evaluate(args.data, args.out, args.model, args.threshold)
+    result = evaluate(
+        args.data, args.out, args.model, args.threshold, corrupt=args.corrupt, corrupt_seed=args.corrupt_seed
+    )
     per_class = result["per_class"]
     print(
         f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
         f"female P/R {per_class['female']['precision']:.3f}/{per_class['female']['recall']:.3f}  "
         f"threshold {result['threshold']:.3f}  n {result['n']}  -> {args.out}"
     )
+    if result.get("worst_slice"):
+        w = result["worst_slice"]
+        print(f"worst slice: {w['column']}={w['value']} accuracy {w['accuracy']:.4f} (n {w['n']})")
+    if result.get("robustness"):
+        from facegender.corrupt import robustness_table
+
+        print(robustness_table(result["robustness"]))
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable image(s): see metrics.json", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from facegender.data import Dataset, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
 from facegender.inference import Classifier
 from facegender.progress import bar
+from facegender.report import write_report
 
 
 def write_evaluation(
@@ -45,6 +46,7 @@ def write_evaluation(
     plots.reliability_diagram(y_true, p_male, out / "reliability_diagram.png", result["calibration"]["ece"])
     plots.threshold_sweep_plot(metrics.threshold_sweep(y_true, p_male), threshold, out / "threshold_sweep.png")
     _write_misclassified(out / "misclassified", dataset, p_male, threshold)
+    write_report(out, result)
     return result
 
 
@@ -71,8 +73,13 @@ def evaluate(
     model: str | Path | None = None,
     threshold: float | None = None,
     batch_size: int = 32,
+    corrupt: bool = False,
+    corrupt_seed: int = 0,
 ) -> dict[str, Any]:
-    """Run the model over a labelled folder and write every report file into `out`."""
+    """Run the model over a labelled folder and write every report file into `out`.
+
+    With corrupt=True, also run the robustness suite on the clean photos (see corrupt.py) into out/robustness/.
+    """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
     dataset = scan_dataset(data, min_per_class=1)
@@ -89,11 +96,11 @@ def evaluate(
     kept = np.flatnonzero(~np.isnan(p_male))
     if len(kept) == 0:
         raise FaceGenderError(f"none of the {len(dataset)} images in {data} could be read")
-    return write_evaluation(
-        Path(out),
-        dataset.subset(kept),
-        p_male[kept],
-        threshold,
-        skipped,
-        extra={"model": str(classifier.path), "backend": classifier.backend, "data": str(data)},
-    )
+    extra: dict[str, Any] = {"model": str(classifier.path), "backend": classifier.backend, "data": str(data)}
+    if corrupt:
+        from facegender.corrupt import robustness_suite
+
+        if threshold != classifier.info.threshold:
+            classifier.info.threshold = threshold
+        extra["robustness"] = robustness_suite(classifier, dataset.subset(kept), Path(out) / "robustness", corrupt_seed)
+    return write_evaluation(Path(out), dataset.subset(kept), p_male[kept], threshold, skipped, extra=extra)
