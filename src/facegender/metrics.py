@@ -100,7 +100,7 @@ def report_text(y_true: np.ndarray, p_male: np.ndarray, threshold: float) -> str
     return f"threshold on p(male): {threshold:.3f}\n\n{body}"
 
 
-def worst_slice(slices: dict[str, dict[str, dict[str, Any]]], min_n: int = 10) -> dict[str, Any] | None:
+def worst_slice(slices: dict[str, dict[str, dict[str, Any]]], min_n: int = 5) -> dict[str, Any] | None:
     """The slice (column, value) with the lowest accuracy among those with at least min_n images."""
     candidates = [
         {"column": column, "value": value, **stats}
