@@ -54,3 +54,25 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 def requires_shared(path: Path) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (the ../shared folder beside the project)")
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    """A small exported model (64 px, untrained) with its metadata: enough to exercise predict and serve."""
+    pytest.importorskip("keras")
+    from facegender import config as cfg
+    from facegender.export import export_onnx
+    from facegender.model import build_model
+
+    folder = tmp_path_factory.mktemp("onnx_model")
+    model = build_model(cfg.resolve("seed", {"image_size": 64, "backbone_weights": "none"}))
+    meta = {"name": "tiny", "class_names": ["female", "male"], "threshold": 0.5, "image_size": 64, "crop": 1.0}
+    return export_onnx(model, folder / "model.onnx", meta)
+
+
+def png_bytes(label: str = "female", seed: int = 0) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    synthetic_face(label, np.random.default_rng(seed), 64).save(buffer, "PNG")
+    return buffer.getvalue()

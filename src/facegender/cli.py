@@ -70,7 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.tflite")
     x.add_argument("--data", help="training images for tflite-int8 calibration (default: the run's training data)")
     x.add_argument("--samples", type=int, default=200, help="calibration images for tflite-int8")
+    v = sub.add_parser("serve", help="serve the model over HTTP: a JSON API and a page at /")
+    v.add_argument("--model", help="run folder or .onnx/.tflite file (default: the bundled model)")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--workers", type=int, default=2, help="inference threads")
+    v.add_argument("--max-upload-mb", type=float, default=10.0, dest="max_upload_mb")
+    v.add_argument("--max-batch", type=int, default=16, dest="max_batch", help="files per /predict/batch request")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from facegender.serve import run
+    except ImportError as exc:
+        raise FaceGenderError(f"serve needs the serve extra: pip install 'facegender[serve]' ({exc})") from exc
+    if args.workers < 1 or args.max_batch < 1 or args.max_upload_mb <= 0:
+        raise FaceGenderError("--workers and --max-batch must be >= 1 and --max-upload-mb > 0")
+    run(args.model, args.host, args.port, args.workers, args.max_upload_mb, args.max_batch)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -179,7 +197,7 @@ def _calibration_images(folder: str | None, info: Any, count: int) -> Any:
     return images
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export, "serve": _serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,20 +20,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_PIXELS = 50_000_000
 
 
+def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
+    """Decode image bytes (e.g. an upload) exactly as load_image decodes a file; ImageError names `name`."""
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file into an RGB uint8 array of shape (H, W, 3).
 
     EXIF orientation is applied; palette, grayscale, CMYK, 16-bit and alpha images are converted
     (alpha is composited on white). Raises ImageError naming the file when it cannot be read.
     """
-    path = Path(path)
+    return _decode(Path(path), path)
+
+
+def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(
-                        str(path),
+                        path,
                         f"image is {image.width}x{image.height} pixels, over the {MAX_PIXELS:,} pixel "
                         "limit; resize it first",
                     )
@@ -42,17 +53,17 @@ def load_image(path: str | Path) -> np.ndarray:
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(str(path), "file not found") from None
+        raise ImageError(path, "file not found") from None
     except IsADirectoryError:
-        raise ImageError(str(path), "is a folder, not an image") from None
+        raise ImageError(path, "is a folder, not an image") from None
     except PermissionError:
-        raise ImageError(str(path), "permission denied; make the file readable") from None
+        raise ImageError(path, "permission denied; make the file readable") from None
     except UnidentifiedImageError:
-        raise ImageError(str(path), "not an image Pillow can read (empty, corrupt or another format)") from None
+        raise ImageError(path, "not an image Pillow can read (empty, corrupt or another format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(str(path), "image is too large (decompression bomb guard); resize it first") from None
+        raise ImageError(path, "image is too large (decompression bomb guard); resize it first") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(str(path), f"could not decode image ({exc}); the file may be truncated") from None
+        raise ImageError(path, f"could not decode image ({exc}); the file may be truncated") from None
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -47,6 +47,12 @@ def _error_row(file: str, message: str, threshold: float | None = None) -> dict[
     return {"file": file, "label": "error", "p_male": None, "threshold": threshold, "error": message}
 
 
+def result_row(file: str, p_male: float, threshold: float) -> dict[str, Any]:
+    """One prediction as `predict --format json` and the web service report it."""
+    label = CLASS_NAMES[int(p_male >= threshold)]
+    return {"file": file, "label": label, "p_male": round(float(p_male), 6), "threshold": threshold, "error": None}
+
+
 def predict(
     inputs: list[str], model: str | Path | None = None, threshold: float | None = None, batch_size: int = 32
 ) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,149 @@
+"""The web service: every route and error through FastAPI's test client, a live server in chromium, schemathesis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import png_bytes
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+from facegender.serve import create_app
+
+
+@pytest.fixture(scope="module")
+def client(onnx_model):
+    return TestClient(create_app(onnx_model, max_upload_mb=0.05, max_batch_files=3))
+
+
+def test_health(client):
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["model"] == "tiny" and body["threshold"] == 0.5
+    assert body["backend"] == "onnxruntime" and body["version"]
+
+
+def test_predict_one_image(client):
+    response = client.post("/predict", files={"file": ("face.png", png_bytes(), "image/png")})
+    assert response.status_code == 200
+    (row,) = response.json()["results"]
+    assert row["file"] == "face.png" and row["label"] in ("female", "male") and 0 <= row["p_male"] <= 1
+    assert set(row) == {"file", "label", "p_male", "threshold", "error"}
+
+
+def test_content_is_checked_by_decoding_not_by_name(client):
+    response = client.post("/predict", files={"file": ("photo.jpg", b"<html>hello</html>", "image/jpeg")})
+    assert response.status_code == 415
+    assert "photo.jpg" in response.json()["error"]
+    png_named_txt = client.post("/predict", files={"file": ("notes.txt", png_bytes(), "text/plain")})
+    assert png_named_txt.status_code == 200
+
+
+def test_upload_limit_and_empty_upload(client):
+    big = client.post("/predict", files={"file": ("big.png", b"\0" * 60_000, "image/png")})
+    assert big.status_code == 413 and "larger than" in big.json()["error"]
+    empty = client.post("/predict", files={"file": ("e.png", b"", "image/png")})
+    assert empty.status_code == 415
+
+
+def test_batch_mixes_good_and_bad_and_is_limited(client):
+    files = [("files", ("a.png", png_bytes("female", 1), "image/png")),
+             ("files", ("b.png", png_bytes("male", 2), "image/png")),
+             ("files", ("c.jpg", b"garbage", "image/jpeg"))]  # fmt: skip
+    rows = client.post("/predict/batch", files=files).json()["results"]
+    assert [r["file"] for r in rows] == ["a.png", "b.png", "c.jpg"]
+    assert rows[2]["label"] == "error" and rows[2]["p_male"] is None and rows[2]["error"]
+    too_many = client.post("/predict/batch", files=[*files, ("files", ("d.png", png_bytes(), "image/png"))])
+    assert too_many.status_code == 413 and "limit is 3" in too_many.json()["error"]
+
+
+def test_errors_are_json_never_traces(client):
+    missing = client.post("/predict")
+    assert missing.status_code == 422 and "error" in missing.json()
+    assert client.get("/nowhere").json() == {"error": "Not Found"}
+    assert "Traceback" not in missing.text
+
+
+def test_page_and_openapi_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/predict/batch", "/health", "/"} <= set(paths)
+
+
+def test_schemathesis_fuzz_of_the_api(onnx_model):
+    """Random requests generated from the OpenAPI schema: never a 5xx, always JSON or the page."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(onnx_model))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 4
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case):  # type: ignore[no-untyped-def]
+            response = case.call()
+            assert response.status_code < 500, (case.method, case.path, response.text[:200])
+            content_type = response.headers["content-type"]
+            content_type = content_type[0] if isinstance(content_type, list) else content_type
+            assert content_type.startswith(("application/json", "text/html"))
+
+        check()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(onnx_model):
+    port = free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facegender", "serve", "--model", str(onnx_model), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    import httpx
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail(f"server did not start: {process.stderr.read().decode()[-2000:]}")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_page_in_chromium_shows_the_label(live_server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser import launch
+
+    photo = tmp_path / "face.png"
+    photo.write_bytes(png_bytes("male", 3))
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        page.goto(live_server + "/")
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#label", timeout=20_000)
+        assert page.inner_text("#label") in ("female", "male")
+        assert "p(male) =" in page.inner_text("#result")
+        page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 5_000
