@@ -28,7 +28,7 @@ def build_augmenter(config: Config, seed: int) -> keras.Sequential | None:
     return keras.Sequential(layers, name="augment")
 
 
-def build_view_augmenter(config: Config) -> Any:
+def build_view_augmenter(config: Config, seed: int) -> Any:
     """Albumentations pipeline for cached training views: geometry, flip, and the adverse conditions
     the model must survive (blur, motion blur, fog, rain, low light, noise, JPEG, down-scaling, glare)."""
     import albumentations as A
@@ -65,7 +65,7 @@ def build_view_augmenter(config: Config) -> Any:
             adverse,
             A.RandomBrightnessContrast(brightness_limit=config.brightness, contrast_limit=0.2, p=0.5),
         ],
-        seed=config.seed,
+        seed=seed,
     )
 
 
@@ -75,15 +75,18 @@ def cv2_border_reflect() -> int:
     return cv2.BORDER_REFLECT_101
 
 
-def augment_views(images: np.ndarray, pipeline: Any, workers: int = 4) -> np.ndarray:
-    """One augmented copy of each uint8 image (threads: OpenCV releases the GIL)."""
+def augment_views(images: np.ndarray, config: Config, seed: int, workers: int = 4, chunk: int = 256) -> np.ndarray:
+    """One augmented copy of each uint8 image, reproducible for a seed: each fixed chunk of images has its own
+    pipeline seeded from (seed, chunk), so thread scheduling cannot change the result. OpenCV releases the GIL."""
     from concurrent.futures import ThreadPoolExecutor
 
     out = np.empty_like(images)
 
-    def work(i: int) -> None:
-        out[i] = pipeline(image=images[i])["image"]
+    def work(start: int) -> None:
+        pipeline = build_view_augmenter(config, seed * 100_003 + start)
+        for i in range(start, min(start + chunk, len(images))):
+            out[i] = pipeline(image=images[i])["image"]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(work, range(len(images))))
+        list(pool.map(work, range(0, len(images), chunk)))
     return out

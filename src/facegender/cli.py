@@ -30,7 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and write a run folder")
     t.add_argument(
         "--data",
-        required=True,
         nargs="+",
         help="dataset folder (male/, female/), a folder holding train/ and val/, or several dataset folders",
     )
@@ -43,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backbone-weights", dest="backbone_weights", help="imagenet, none, or a weights file path")
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="run folder to write (default: runs/train, runs/train2, ...)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
 
     e = sub.add_parser("evaluate", help="evaluate a model on a labelled folder")
     e.add_argument("--data", required=True, help="dataset folder with male/ and female/ (optional labels.csv)")
@@ -94,17 +94,47 @@ def _serve(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from facegender import config as cfg
 
+    if args.resume:
+        from facegender.train import resume
+
+        print(_interruptible(resume, args.resume))
+        return 0
+    if not args.data:
+        raise FaceGenderError("train needs --data DIR (or --resume RUN_DIR)")
+
     overrides: dict[str, Any] = cfg.load_overrides(args.config) if args.config else {}
     for name in ("epochs", "batch_size", "image_size", "backbone_weights", "seed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     config = cfg.resolve(args.preset, overrides)
 
-    from facegender.train import train
+    from facegender.train import next_run_dir, train
 
-    run_dir = train(config, args.data, args.val, args.out)
-    print(run_dir)
+    out = Path(args.out) if args.out else next_run_dir()
+    print(_interruptible(train, config, args.data, args.val, out))
     return 0
+
+
+def _interruptible(function: Any, *args: Any) -> Any:
+    """Run training so that Ctrl-C or SIGTERM stop it cleanly, naming the command that resumes it."""
+    import signal
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    run_dir = args[-1] if function.__name__ == "train" else args[0]
+    try:
+        return function(*args)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the last completed epoch is saved in {run_dir}/checkpoint; "
+            f"continue with: facegender train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import platform
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from facegender import CLASS_NAMES, __version__
 from facegender.config import Config
 from facegender.data import Dataset, concat, load_images, overlap, resolve_splits, scan_dataset, split_train_val
 from facegender.errors import FaceGenderError
+from facegender.export import atomic_write_bytes
 from facegender.progress import bar
 
 DataArg = str | Path | list[str] | list[Path]
@@ -106,13 +109,51 @@ def _counting(iterable, progress):  # type: ignore[no-untyped-def]
         yield item
 
 
+@dataclass
+class _Session:
+    """What every training phase needs besides the model and data."""
+
+    config: Config
+    run_dir: Path
+    class_weight: dict[int, float] | None
+    resume: bool
+
+    @property
+    def csv_path(self) -> Path:
+        return self.run_dir / "history.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+
+def resume(run_dir: str | Path) -> Path:
+    """Continue an interrupted run from its last completed epoch (same config, data and seed)."""
+    run_dir = Path(run_dir)
+    args_file = run_dir / "train_args.json"
+    if not args_file.is_file():
+        raise FaceGenderError(f"{run_dir} is not an interrupted run folder (no train_args.json); nothing to resume")
+    if (run_dir / "model.keras").is_file():
+        raise FaceGenderError(f"{run_dir} already finished training (model.keras exists); nothing to resume")
+    args = json.loads(args_file.read_text(encoding="utf-8"))
+    from facegender.config import resolve
+
+    config = resolve(args["config"].get("preset", "default"), args["config"])
+    return train(config, args["data"], args["val"], run_dir, resuming=True)
+
+
 def train(
     config: Config,
     data: DataArg,
     val: str | Path | None = None,
     out: str | Path | None = None,
+    resuming: bool = False,
 ) -> Path:
-    """Train a model with `config` and write a complete run folder; returns its path."""
+    """Train a model with `config` and write a complete run folder; returns its path.
+
+    Each completed epoch is checkpointed in RUN_DIR/checkpoint; after Ctrl-C or SIGTERM, `resume(RUN_DIR)`
+    (`facegender train --resume RUN_DIR`) continues from the last completed epoch.
+    """
     started = time.time()
     run_dir = Path(out) if out else next_run_dir()
     folders = [data] if isinstance(data, (str, Path)) else list(data)
@@ -125,6 +166,9 @@ def train(
     except OSError as exc:
         raise FaceGenderError(f"cannot write the run folder {run_dir}: {exc}; choose another --out") from exc
     log(f"run folder: {run_dir}")
+    arguments = {"data": [str(f) for f in folders], "val": str(val) if val is not None else None,
+                 "config": config.to_dict()}  # fmt: skip
+    atomic_write_bytes(run_dir / "train_args.json", json.dumps(arguments, indent=2).encode("utf-8"))
     log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
 
     x_train, train_set = _load(train_set, config, "train")
@@ -144,59 +188,74 @@ def train(
     log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
 
     model = build_model(config)
-    csv_path = run_dir / "history.csv"
-    csv_path.unlink(missing_ok=True)
-    if config.cached_views:
-        history = _fit_cached(
-            config, model, x_train, train_set.labels, indices, x_val, val_set.labels, class_weight, csv_path, rng
-        )
-    else:
-        history = _fit_streaming(
-            config, model, x_train, train_set.labels, indices, x_val, val_set.labels, class_weight, csv_path
-        )
+    session = _Session(config, run_dir, class_weight, resuming)
+    if not resuming:
+        session.csv_path.unlink(missing_ok=True)
+        shutil.rmtree(session.checkpoints, ignore_errors=True)
+    fit = _fit_cached if config.cached_views else _fit_streaming
+    fit(session, model, x_train, train_set.labels, indices, x_val, val_set.labels, rng)
+    history = _read_history(session.csv_path)
     train_seconds = time.time() - started
-
-    return _finish(
+    run_dir = _finish(
         run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts(), train_folders
     )
+    shutil.rmtree(session.checkpoints, ignore_errors=True)
+    return run_dir
 
 
-def _fit_phases(config, full_model, model, trainable_layers, make_train, val_ds, steps, class_weight, csv_path):  # type: ignore[no-untyped-def]
+def _read_history(path: Path) -> dict[str, list[float]]:
+    """history.csv (all epochs, across resumes) as column -> values."""
+    history: dict[str, list[float]] = {}
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                for key, value in row.items():
+                    if key != "epoch" and value not in (None, ""):
+                        history.setdefault(key, []).append(float(value))
+    return history
+
+
+def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds, steps):  # type: ignore[no-untyped-def]
     """Phase 1 (head_epochs): head only on a frozen backbone. Phase 2 (epochs): the top trainable_layers too.
 
     `model` is what fit() runs: the whole network `full_model`, or its part above the cache layer (same layers,
     shared weights). make_train(epochs) returns the training dataset for that many epochs of `steps` batches.
+    Keras's BackupAndRestore checkpoints every epoch; a finished phase 1 is kept as weights so a resume skips it.
     """
     import keras
 
     from facegender.model import make_loss, set_trainable
 
-    history: dict[str, list[float]] = {}
+    config = session.config
+    phase1_done = session.checkpoints / "phase1_done.weights.h5"
 
-    def fit(epochs: int, initial: int, learning_rate, callbacks: list) -> None:  # type: ignore[no-untyped-def]
+    def fit(epochs: int, initial: int, learning_rate, callbacks: list, phase: str) -> None:  # type: ignore[no-untyped-def]
+        backup = keras.callbacks.BackupAndRestore(str(session.checkpoints / phase), delete_checkpoint=True)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=make_loss(config),
             metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
-            result = model.fit(
+            model.fit(
                 make_train(epochs),
                 validation_data=val_ds,
                 epochs=initial + epochs,
                 initial_epoch=initial,
                 steps_per_epoch=steps,
-                class_weight=class_weight,
-                callbacks=[keras.callbacks.CSVLogger(str(csv_path), append=True), *callbacks],
+                class_weight=session.class_weight,
+                callbacks=[backup, keras.callbacks.CSVLogger(str(session.csv_path), append=True), *callbacks],
                 verbose=1 if sys.stderr.isatty() else 2,
             )
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
 
-    if config.head_epochs:
+    if config.head_epochs and session.resume and phase1_done.is_file():
+        log("resume: phase 1 (head only) already finished")
+        full_model.load_weights(phase1_done)
+    elif config.head_epochs:
         log(f"phase 1: head only, backbone frozen, {config.head_epochs} epoch(s) at {config.head_learning_rate:g}")
         set_trainable(full_model, 0)
-        fit(config.head_epochs, 0, config.head_learning_rate, [])
+        fit(config.head_epochs, 0, config.head_learning_rate, [], "phase1")
+        full_model.save_weights(phase1_done)
     if config.epochs:
         log(
             f"fine-tuning: top {trainable_layers} backbone layers, {config.epochs} epoch(s) at {config.learning_rate:g}"
@@ -221,8 +280,7 @@ def _fit_phases(config, full_model, model, trainable_layers, make_train, val_ds,
                     min_lr=config.min_learning_rate,
                 )
             )
-        fit(config.epochs, config.head_epochs, learning_rate, callbacks)
-    return history
+        fit(config.epochs, config.head_epochs, learning_rate, callbacks, "phase2")
 
 
 def _pipeline(tf, images, labels, indices, batch_size, augmenter, seed):  # type: ignore[no-untyped-def]
@@ -241,8 +299,9 @@ def _pipeline(tf, images, labels, indices, batch_size, augmenter, seed):  # type
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _fit_streaming(config, model, x_train, y_train, indices, x_val, y_val, class_weight, csv_path):  # type: ignore[no-untyped-def]
+def _fit_streaming(session, model, x_train, y_train, indices, x_val, y_val, rng):  # type: ignore[no-untyped-def]
     """The seed's way: every batch is augmented on the fly and runs through the whole network."""
+    config = session.config
     import tensorflow as tf
 
     from facegender.augment import build_augmenter
@@ -254,10 +313,10 @@ def _fit_streaming(config, model, x_train, y_train, indices, x_val, y_val, class
         return _pipeline(tf, x_train, y_train, indices, config.batch_size, augmenter, config.seed).repeat(epochs)
 
     val_ds = _pipeline(tf, x_val, y_val, np.arange(len(y_val)), config.batch_size, None, None)
-    return _fit_phases(config, model, model, config.trainable_layers, make_train, val_ds, steps, class_weight, csv_path)
+    _fit_phases(session, model, model, config.trainable_layers, make_train, val_ds, steps)
 
 
-def _fit_cached(config, model, x_train, y_train, indices, x_val, y_val, class_weight, csv_path, rng):  # type: ignore[no-untyped-def]
+def _fit_cached(session, model, x_train, y_train, indices, x_val, y_val, rng):  # type: ignore[no-untyped-def]
     """Fast fine-tuning: run the frozen lower backbone once on `cached_views` augmented views of every training
     image, then train only the layers above `cache_layer` (plus the head) on those cached activations.
 
@@ -267,9 +326,10 @@ def _fit_cached(config, model, x_train, y_train, indices, x_val, y_val, class_we
     import keras
     import tensorflow as tf
 
-    from facegender.augment import augment_views, build_view_augmenter
+    from facegender.augment import augment_views
     from facegender.model import backbone_of
 
+    config = session.config
     backbone = backbone_of(model)
     names = [layer.name for layer in backbone.layers]
     if config.cache_layer not in names:
@@ -287,12 +347,12 @@ def _fit_cached(config, model, x_train, y_train, indices, x_val, y_val, class_we
         scaled = images.astype(np.float32) / 127.5 - 1.0
         return lower.predict(scaled, batch_size=64, verbose=0).astype(np.float16)
 
-    pipeline = build_view_augmenter(config)
     started = time.time()
     views = []
     with bar(config.cached_views * len(x_train), "cache views") as progress:
         for view in range(config.cached_views):
-            images = x_train if view == 0 else augment_views(x_train, pipeline)  # view 0: the photo as it is
+            # view 0: the photo as it is; the others seeded per view, so a rerun or resume caches the same views
+            images = x_train if view == 0 else augment_views(x_train, config, seed=config.seed * 1000 + view)
             views.append(encode(images))
             progress.update(len(x_train))
     features = np.stack(views)  # (views, images, h, w, c)
@@ -321,7 +381,7 @@ def _fit_cached(config, model, x_train, y_train, indices, x_val, y_val, class_we
         (val_features.astype(np.float32), y_val.astype(np.float32).reshape(-1, 1))
     ).batch(config.batch_size)
     trainable = len(names) - names.index(config.cache_layer) - 1
-    return _fit_phases(config, model, top, trainable, make_train, val_ds, steps, class_weight, csv_path)
+    _fit_phases(session, model, top, trainable, make_train, val_ds, steps)
 
 
 def _finish(
