@@ -156,6 +156,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from facegender.corrupt import robustness_table
 
         print(robustness_table(result["robustness"]))
+    for skipped in result["skipped"]:
+        print(f"skipped {skipped['file']}: {skipped['error']}", file=sys.stderr)
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable image(s): see metrics.json", file=sys.stderr)
         return 1

@@ -60,8 +60,8 @@ def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
         raise ImageError(path, "permission denied; make the file readable") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image Pillow can read (empty, corrupt or another format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(path, "image is too large (decompression bomb guard); resize it first") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(path, f"image is too large ({exc}); resize it first") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(path, f"could not decode image ({exc}); the file may be truncated") from None
 

@@ -6,6 +6,7 @@ import csv
 import glob
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,20 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
     return files, missing
 
 
+def display_name(path: str | Path) -> str:
+    """A file name as valid text: bytes that are not UTF-8 (possible on Linux) shown as \\xNN escapes."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def _error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
-    return {"file": file, "label": "error", "p_male": None, "threshold": threshold, "error": message}
+    return {"file": display_name(file), "label": "error", "p_male": None, "threshold": threshold, "error": message}
 
 
 def result_row(file: str, p_male: float, threshold: float) -> dict[str, Any]:
     """One prediction as `predict --format json` and the web service report it."""
     label = CLASS_NAMES[int(p_male >= threshold)]
-    return {"file": file, "label": label, "p_male": round(float(p_male), 6), "threshold": threshold, "error": None}
+    return {"file": display_name(file), "label": label, "p_male": round(float(p_male), 6), "threshold": threshold,
+            "error": None}  # fmt: skip
 
 
 def predict(
@@ -68,14 +75,7 @@ def predict(
             if isinstance(result, ImageError):
                 yield _error_row(str(files[index]), result.reason, cut)
             else:
-                label = CLASS_NAMES[int(result >= cut)]
-                yield {
-                    "file": str(files[index]),
-                    "label": label,
-                    "p_male": round(result, 6),
-                    "threshold": cut,
-                    "error": None,
-                }
+                yield result_row(str(files[index]), result, cut)
 
 
 def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
