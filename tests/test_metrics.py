@@ -38,8 +38,9 @@ def test_classification_metrics_match_sklearn():
 def test_slices_by_column():
     y = np.array([0, 0, 1, 1])
     p = np.array([0.1, 0.9, 0.9, 0.8])
-    s = metrics.slice_metrics(y, p, 0.5, {"condition": ["clean", "foggy", "clean", "foggy"], "identity": list("abcd")})
-    assert set(s) == {"condition"}  # identity is not a categorical slice
+    s = metrics.slice_metrics(y, p, 0.5, {"condition": ["clean", "foggy", "clean", "foggy"], "identity": list("abcd"),
+         "gender": ["female", "female", "male", "male"]})  # fmt: skip
+    assert set(s) == {"condition"}  # identity is not a categorical slice; gender repeats the label
     assert s["condition"]["clean"] == {
         "accuracy": 1.0, "macro_f1": 1.0, "recall": {"female": 1.0, "male": 1.0}, "n": 2}  # fmt: skip
     assert s["condition"]["foggy"]["accuracy"] == 0.5

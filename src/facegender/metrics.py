@@ -76,6 +76,8 @@ def slice_metrics(
         distinct = sorted(set(values))
         if column == "identity" or len(distinct) > 50:  # not a categorical slice
             continue
+        if set(distinct) <= {*CLASS_NAMES, "unknown"}:  # the label itself (e.g. `gender`): per_class says it
+            continue
         out[column] = {}
         for value in distinct:
             mask = values_arr == value
