@@ -195,7 +195,7 @@ def load_images(
     size: int,
     crop: float,
     workers: int | None = None,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, list[int], list[ImageError]]:
     """Decode and prepare files in parallel threads (Pillow releases the GIL while decoding).
 
@@ -213,10 +213,9 @@ def load_images(
             return exc
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results: Iterable = pool.map(work, files)
-        if progress is not None:
-            results = progress(results)
-        for index, result in enumerate(results):
+        for index, result in enumerate(pool.map(work, files)):
+            if progress is not None:
+                progress(1)
             if isinstance(result, ImageError):
                 errors.append(result)
             else:

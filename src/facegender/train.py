@@ -90,9 +90,7 @@ def _read_split(config: Config, data: DataArg, val: str | Path | None) -> tuple[
 
 def _load(dataset: Dataset, config: Config, name: str) -> tuple[np.ndarray, Dataset]:
     with bar(len(dataset), f"load {name}") as progress:
-        images, kept, errors = load_images(
-            dataset.files, config.image_size, config.crop, progress=lambda it: _counting(it, progress)
-        )
+        images, kept, errors = load_images(dataset.files, config.image_size, config.crop, progress=progress.update)
     for error in errors[:20]:
         log(f"skipped {error.path}: {error.reason}")
     if errors:
@@ -101,12 +99,6 @@ def _load(dataset: Dataset, config: Config, name: str) -> tuple[np.ndarray, Data
     if min(kept_set.counts().values()) < 1:
         raise FaceGenderError(f"{name} data has no readable image of one class: {kept_set.counts()}")
     return images, kept_set
-
-
-def _counting(iterable, progress):  # type: ignore[no-untyped-def]
-    for item in iterable:
-        progress.update(1)
-        yield item
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""The default model shipped inside the package: predict works with no --model, and it is a real classifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import LFW, png_bytes, requires_shared
+
+from facegender.data import scan_dataset
+from facegender.inference import BUNDLED_MODEL, Classifier
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+pytestmark = pytest.mark.skipif(not (BUNDLED_MODEL / "model.onnx").is_file(), reason="no bundled model in this tree")
+
+
+def test_bundled_model_metadata_and_card():
+    classifier = Classifier.load()
+    info = classifier.info
+    assert classifier.backend == "onnxruntime" and classifier.path == BUNDLED_MODEL / "model.onnx"
+    assert info.extra["config"]["preset"] == "default" and 0 < info.threshold < 1 and info.temperature > 0
+    assert (BUNDLED_MODEL / "model.onnx").stat().st_size < 15 * 2**20
+    card = (BUNDLED_MODEL / "MODEL_CARD.md").read_text()
+    assert "Intended use" in card and "Known limits and bias" in card and f"{info.threshold:.3f}" in card
+
+
+def test_predict_without_model_flag_imports_no_tensorflow(tmp_path):
+    image = tmp_path / "face.png"
+    image.write_bytes(png_bytes())
+    code = (
+        "import sys, json\n"
+        "from facegender.cli import main\n"
+        f"code = main(['predict', {str(image)!r}, '--format', 'json'])\n"
+        "assert code == 0\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["label"] in ("female", "male") and row["threshold"] == Classifier.load().info.threshold
+
+
+@requires_shared(LFW)
+def test_bundled_model_classifies_real_photos():
+    val = scan_dataset(LFW / "val")
+    picks = [i for i in range(len(val)) if i % 6 == 0]  # 71 photos spread over both classes
+    subset = val.subset(picks)
+    classifier = Classifier.load()
+    probs = dict(classifier.predict_files(subset.files))
+    correct = sum((probs[i] >= classifier.info.threshold) == bool(subset.labels[i]) for i in range(len(subset)))
+    assert correct / len(subset) > 0.8
