@@ -234,6 +234,8 @@ def test_cached_views_training_from_a_config_file(tmp_path):
     data = tmp_path / "data"
     make_dataset(data / "train", n_female=6, n_male=10, seed=0)
     make_dataset(data / "val", n_female=3, n_male=4, seed=1)
+    duplicate = next((data / "train" / "male").iterdir())
+    (data / "val" / "male" / "copy.png").write_bytes(duplicate.read_bytes())  # the same photo in train and val
     config = tmp_path / "fast.json"
     config.write_text(
         json.dumps(
@@ -255,6 +257,7 @@ def test_cached_views_training_from_a_config_file(tmp_path):
     result = cli("train", "--data", str(data), "--config", str(config), "--out", str(run))
     assert result.returncode == 0, result.stderr
     assert "cached 2 views x 16 images at block_12_add" in result.stderr
+    assert "1 validation image(s) also appear in the training data" in result.stderr
     assert (run / "history.csv").read_text().count("\n") == 3  # header + head epoch + fine-tuning epoch
     meta = json.loads((run / "model.json").read_text())
     assert meta["crop"] == 0.8 and meta["config"]["cached_views"] == 2

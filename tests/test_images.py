@@ -58,3 +58,13 @@ def test_center_crop_and_prepare():
     assert (crop == image[35:65, 15:45]).all()
     out = prepare(image, 32, 1.0)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("P", (20, 10), i) for i in (0, 1, 2)]
+    for i, frame in enumerate(frames):
+        frame.putpalette([i * 100, 0, 0] * 256)
+    path = tmp_path / "a.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    rgb = load_image(path)
+    assert rgb.shape == (10, 20, 3) and rgb[0, 0, 0] == 0

@@ -55,11 +55,16 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupt_then_resume_matches_an_uninterrupted_run(data, tmp_path, sig):
-    reference = tmp_path / "reference"
-    assert subprocess.run(train_command(data, reference), capture_output=True, env=ENV).returncode == 0
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> Path:
+    """The same training, never interrupted."""
+    run = tmp_path_factory.mktemp("reference") / "run"
+    assert subprocess.run(train_command(data, run), capture_output=True, env=ENV).returncode == 0
+    return run
 
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupt_then_resume_matches_an_uninterrupted_run(data, reference, tmp_path, sig):
     run = tmp_path / "run"
     stopped = interrupt_after(train_command(data, run), run, 2, sig)
     if sig == signal.SIGINT:

@@ -179,7 +179,12 @@ def _predict(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise FaceGenderError(f"cannot write {args.output}: {exc}") from exc
     else:
-        print(text)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # e.g. `facegender predict ... | head`: the reader has gone, not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError as exc:
+            raise FaceGenderError(f"could not write the results to standard output: {exc.strerror or exc}") from None
     errors = [r for r in rows if r["label"] == "error"]
     for row in errors:
         print(f"could not read {row['file']}: {row['error']}", file=sys.stderr)

@@ -18,6 +18,17 @@ from facegender.progress import bar
 from facegender.report import write_report
 
 
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` (and parents) and check a file can be written there; a clear error if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".facegender_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceGenderError(f"cannot write to {folder} ({exc.strerror or exc}); choose another --out") from None
+
+
 def write_evaluation(
     out: Path,
     dataset: Dataset,
@@ -27,6 +38,20 @@ def write_evaluation(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write classification_report.txt, metrics.json, confusion_matrix.png, roc/pr curves and misclassified/."""
+    try:
+        return _write_evaluation(out, dataset, p_male, threshold, skipped, extra)
+    except OSError as exc:  # disk full, permissions changed mid-way, ...
+        raise FaceGenderError(f"could not write the evaluation into {out}: {exc}") from None
+
+
+def _write_evaluation(
+    out: Path,
+    dataset: Dataset,
+    p_male: np.ndarray,
+    threshold: float,
+    skipped: list[ImageError] | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     y_true = dataset.labels
     result = metrics.classification_metrics(y_true, p_male, threshold)
@@ -82,6 +107,8 @@ def evaluate(
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    out = Path(out)
+    ensure_writable(out)  # fail before the work, not after it
     dataset = scan_dataset(data, min_per_class=1)
     classifier = Classifier.load(model)
     threshold = classifier.info.threshold if threshold is None else threshold
@@ -103,4 +130,4 @@ def evaluate(
         if threshold != classifier.info.threshold:
             classifier.info.threshold = threshold
         extra["robustness"] = robustness_suite(classifier, dataset.subset(kept), Path(out) / "robustness", corrupt_seed)
-    return write_evaluation(Path(out), dataset.subset(kept), p_male[kept], threshold, skipped, extra=extra)
+    return write_evaluation(out, dataset.subset(kept), p_male[kept], threshold, skipped, extra=extra)

@@ -22,6 +22,7 @@ from facegender.errors import FaceGenderError, ImageError
 from facegender.images import load_prepared
 
 METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
+FORMAT_VERSION = 1  # of model.json / the embedded metadata; a newer one is refused with a clear message
 MODEL_FILES = ("model.onnx", "model.tflite", "model.keras", "model.h5")
 MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5")
 BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
@@ -40,6 +41,14 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelInfo:
+        if not isinstance(data, dict):
+            raise FaceGenderError(f"model metadata in {source} is not a JSON object; retrain or re-export the model")
+        version = data.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise FaceGenderError(
+                f"model metadata in {source} has format_version {version!r}; this facegender reads up to "
+                f"{FORMAT_VERSION}. Upgrade facegender or use a model made by this version."
+            )
         try:
             info = cls(
                 image_size=int(data.get("image_size", 224)),

@@ -22,6 +22,7 @@ from facegender.config import Config
 from facegender.data import Dataset, concat, load_images, overlap, resolve_splits, scan_dataset, split_train_val
 from facegender.errors import FaceGenderError
 from facegender.export import atomic_write_bytes
+from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
 
 DataArg = str | Path | list[str] | list[Path]
@@ -418,7 +419,7 @@ def _finish(
 
     metadata = {
         "format": "facegender-model",
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "name": run_dir.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "class_names": list(CLASS_NAMES),

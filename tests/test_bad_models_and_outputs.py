@@ -1,0 +1,145 @@
+"""Bad models, thresholds, output places, datasets and a full disk: one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_dataset, png_bytes
+
+from facegender import export
+from facegender.errors import FaceGenderError
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=ENV,
+                          timeout=300)  # fmt: skip
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    path = tmp_path / "face.png"
+    path.write_bytes(png_bytes())
+    return path
+
+
+def test_truncated_or_garbage_model_files(tmp_path, onnx_model, image):
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(onnx_model.read_bytes()[:5000])
+    assert_clean_error(cli("predict", str(image), "--model", str(truncated)), "could not load ONNX model", "cut.onnx")
+    garbage = tmp_path / "junk.keras"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    assert_clean_error(cli("predict", str(image), "--model", str(garbage)), "could not load model", "junk.keras")
+    wrong = tmp_path / "model.pt"
+    wrong.write_bytes(b"x")
+    assert_clean_error(cli("predict", str(image), "--model", str(wrong)), "unsupported model file")
+
+
+def test_model_from_a_newer_version_or_broken_metadata(tmp_path, onnx_model, image):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")  # never reached: the metadata is read and refused first
+    model = run / "model.onnx"
+    import onnx
+
+    proto = onnx.load(str(onnx_model))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(model))
+    (run / "model.json").write_text(json.dumps({"format_version": 99, "threshold": 0.5}))
+    assert_clean_error(cli("predict", str(image), "--model", str(run)), "format_version 99", "Upgrade facegender")
+    (run / "model.json").write_text("{not json")
+    assert_clean_error(cli("predict", str(image), "--model", str(run)), "not valid JSON")
+    (run / "model.json").write_text(json.dumps({"threshold": 7}))
+    assert_clean_error(cli("predict", str(image), "--model", str(run)), "out-of-range threshold")
+
+
+def test_threshold_outside_zero_one(onnx_model, image, tmp_path):
+    assert_clean_error(cli("predict", str(image), "--model", str(onnx_model), "--threshold", "1.5"), "between 0 and 1")
+    data = make_dataset(tmp_path / "d", 2, 2)
+    assert_clean_error(
+        cli("evaluate", "--data", str(data), "--model", str(onnx_model), "--threshold", "-0.1"), "between 0 and 1"
+    )
+
+
+def test_output_places_that_cannot_be_written(tmp_path, onnx_model, image):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    data = make_dataset(tmp_path / "d", 2, 2)
+    assert_clean_error(
+        cli("evaluate", "--data", str(data), "--model", str(onnx_model), "--out", str(blocker / "eval")),
+        "cannot write to", "choose another --out",
+    )  # fmt: skip
+    assert_clean_error(
+        cli("predict", str(image), "--model", str(onnx_model), "--output", str(blocker / "out.json")), "cannot write"
+    )
+    assert blocker.read_text() == "x"
+
+
+def test_datasets_refused_up_front(tmp_path, onnx_model):
+    data = make_dataset(tmp_path / "d", 3, 3)
+    for path in (data / "female").iterdir():
+        path.unlink()  # an empty class folder
+    assert_clean_error(cli("train", "--data", str(data)), "female/ has 0 image(s)")
+    one_class = tmp_path / "one"
+    (one_class / "male").mkdir(parents=True)
+    assert_clean_error(cli("evaluate", "--data", str(one_class), "--model", str(onnx_model)), "no 'female/' folder")
+    odd = tmp_path / "odd"
+    (odd / "men").mkdir(parents=True)
+    (odd / "women").mkdir()
+    assert_clean_error(cli("train", "--data", str(odd)), "found: men, women", "male/ and female/")
+
+
+def test_full_disk_while_writing_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "model.json"
+    target.write_text("previous")
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        export.atomic_write_bytes(target, b"new content")
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.json"]
+
+
+def test_full_disk_in_predict_output_is_a_clean_error(tmp_path, onnx_model, image):
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full to simulate a full disk")
+    result = subprocess.run(
+        [sys.executable, "-m", "facegender", "predict", str(image), "--model", str(onnx_model)],
+        stdout=open("/dev/full", "w"), stderr=subprocess.PIPE, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "No space left" in result.stderr
+
+
+def test_unreadable_file_is_named(tmp_path, onnx_model):
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their permission bits")
+    path = tmp_path / "secret.png"
+    path.write_bytes(png_bytes())
+    path.chmod(0)
+    result = cli("predict", str(path), "--model", str(onnx_model))
+    assert result.returncode == 1 and "secret.png: permission denied" in result.stderr
+
+
+def test_facegender_error_is_the_only_exception_type_for_user_errors():
+    from facegender.inference import resolve_model_path
+
+    with pytest.raises(FaceGenderError):
+        resolve_model_path("/nonexistent/model.onnx")
