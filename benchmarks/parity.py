@@ -69,9 +69,8 @@ def main() -> None:
     print("| format | size MB | max abs diff vs Keras | labels differing | macro-F1 |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['format']} | {r['size_mb']} | {r['max_abs_diff']:.2e} | {r['labels_differing']} | {r['macro_f1']:.4f} |"
-        )
+        diff = f"{r['max_abs_diff']:.2e}"
+        print(f"| {r['format']} | {r['size_mb']} | {diff} | {r['labels_differing']} | {r['macro_f1']:.4f} |")
 
 
 if __name__ == "__main__":
