@@ -81,10 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        from facegender.serve import run
-    except ImportError as exc:
-        raise FaceGenderError(f"serve needs the serve extra: pip install 'facegender[serve]' ({exc})") from exc
+    _require("serve", "fastapi", "uvicorn", "multipart")
+    from facegender.serve import run
+
     if args.workers < 1 or args.max_batch < 1 or args.max_upload_mb <= 0:
         raise FaceGenderError("--workers and --max-batch must be >= 1 and --max-upload-mb > 0")
     run(args.model, args.host, args.port, args.workers, args.max_upload_mb, args.max_batch)
@@ -92,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    _require("train", "tensorflow", "keras", "sklearn", "matplotlib", "albumentations")
     from facegender import config as cfg
 
     if args.resume:
@@ -137,7 +137,19 @@ def _interruptible(function: Any, *args: Any) -> Any:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _require(extra: str, *modules: str) -> None:
+    """A clear message, not an ImportError, when a command's optional dependencies are not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise FaceGenderError(
+            f"this command needs {', '.join(missing)}: install it with pip install 'facegender[{extra}]'"
+        )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    _require("eval", "sklearn", "matplotlib", *(["albumentations"] if args.corrupt else []))
     from facegender.evaluate import evaluate
 
     result = evaluate(
@@ -194,6 +206,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    _require("train", "tensorflow", "keras", "tf2onnx", "onnx")
     import json
 
     from facegender.export import export_model
