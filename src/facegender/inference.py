@@ -213,10 +213,15 @@ class Classifier:
             except ImageError as exc:
                 return exc
 
-        chunk = max(batch_size, 8 * batch_size)
+        # Decode the next chunk in the threads while the model runs on this one; at most two chunks in memory.
+        chunk = 8 * batch_size
+        starts = range(0, len(files), chunk)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for start in range(0, len(files), chunk):
-                results = list(pool.map(work, files[start : start + chunk]))
+            pending = [pool.submit(work, f) for f in files[:chunk]]
+            for start in starts:
+                results = [future.result() for future in pending]
+                following = files[start + chunk : start + 2 * chunk]
+                pending = [pool.submit(work, f) for f in following]
                 good = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
                 probs: list[float] = []
                 for b in range(0, len(good), batch_size):
