@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import make_dataset, png_bytes
 
-from facegender import export
+from facegender import files
 from facegender.errors import FaceGenderError
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -112,7 +112,7 @@ def test_full_disk_while_writing_leaves_the_old_file_and_no_temp(tmp_path, monke
 
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(OSError, match="No space left"):
-        export.atomic_write_bytes(target, b"new content")
+        files.atomic_write_bytes(target, b"new content")
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["model.json"]
 

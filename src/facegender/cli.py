@@ -97,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         from facegender.train import resume
 
-        print(_interruptible(resume, args.resume))
+        print(_interruptible(args.resume, resume, args.resume))
         return 0
     if not args.data:
         raise FaceGenderError("train needs --data DIR (or --resume RUN_DIR)")
@@ -111,11 +111,11 @@ def _train(args: argparse.Namespace) -> int:
     from facegender.train import next_run_dir, train
 
     out = Path(args.out) if args.out else next_run_dir()
-    print(_interruptible(train, config, args.data, args.val, out))
+    print(_interruptible(out, train, config, args.data, args.val, out))
     return 0
 
 
-def _interruptible(function: Any, *args: Any) -> Any:
+def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:
     """Run training so that Ctrl-C or SIGTERM stop it cleanly, naming the command that resumes it."""
     import signal
 
@@ -123,7 +123,6 @@ def _interruptible(function: Any, *args: Any) -> Any:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    run_dir = args[-1] if function.__name__ == "train" else args[0]
     try:
         return function(*args)
     except KeyboardInterrupt:
@@ -184,7 +183,7 @@ def _predict(args: argparse.Namespace) -> int:
     rows = list(predict(args.inputs, args.model, args.threshold, args.batch_size))
     text = format_results(rows, args.format)
     if args.output:
-        from facegender.export import atomic_write_bytes
+        from facegender.files import atomic_write_bytes
 
         try:
             atomic_write_bytes(Path(args.output), (text + "\n").encode("utf-8"))

@@ -21,7 +21,7 @@ from facegender import CLASS_NAMES, __version__
 from facegender.config import Config
 from facegender.data import Dataset, concat, load_images, overlap, resolve_splits, scan_dataset, split_train_val
 from facegender.errors import FaceGenderError
-from facegender.export import atomic_write_bytes
+from facegender.files import atomic_write_bytes
 from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
 
@@ -392,7 +392,7 @@ def _finish(
     """Tune the threshold on validation, evaluate, save model.keras, model.json, model.onnx and plots."""
     from facegender import calibration, metrics, plots
     from facegender.evaluate import write_evaluation
-    from facegender.export import atomic_write_bytes, export_onnx
+    from facegender.export import export_onnx
 
     raw = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
     temperature = calibration.fit_temperature(val_set.labels, raw) if config.calibrate else 1.0
