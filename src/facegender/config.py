@@ -40,6 +40,7 @@ class Config:
     epochs: int = 25
     batch_size: int = 32
     early_stopping_patience: int = 5
+    monitor: str = "val_loss"  # what early stopping watches: "val_loss" (lower is better) or "val_auc" (higher)
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.2
     min_learning_rate: float = 1e-7
@@ -92,6 +93,7 @@ class Config:
             (0.0 <= self.adverse <= 1.0, "adverse must be a probability in [0, 1]"),
             (0 <= self.cached_views <= 64, "cached_views must be in [0, 64]"),
             (self.schedule in ("plateau", "cosine"), "schedule must be 'plateau' or 'cosine'"),
+            (self.monitor in ("val_loss", "val_auc"), "monitor must be 'val_loss' or 'val_auc'"),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
@@ -124,6 +126,9 @@ DEFAULT = dataclasses.replace(
     learning_rate=5e-5,
     schedule="cosine",
     early_stopping_patience=8,
+    # Validation loss bottoms out in the first fine-tuning epochs while accuracy and AUC keep rising for
+    # twenty more (measured: restoring the lowest-loss epoch cost 3 points of macro-F1), so watch AUC.
+    monitor="val_auc",
     class_weights=False,  # oversampling already balances what is fed
     calibrate=True,
 )

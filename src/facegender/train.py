@@ -227,7 +227,7 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=make_loss(config),
-            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
             model.fit(
@@ -256,7 +256,10 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
         set_trainable(full_model, trainable_layers)
         callbacks = [
             keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+                monitor=config.monitor,
+                mode="min" if config.monitor == "val_loss" else "max",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
             )
         ]
         if config.schedule == "cosine":
