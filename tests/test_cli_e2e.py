@@ -266,3 +266,15 @@ def test_cached_views_training_from_a_config_file(tmp_path):
         cli("predict", str(data / "val"), "--model", str(run / "model.keras"), "--format", "json").stdout
     )
     assert max(abs(a["p_male"] - b["p_male"]) for a, b in zip(via_onnx, via_keras, strict=True)) < 1e-3
+
+
+def test_abstain_band_labels_uncertain(trained):
+    root, run = trained
+    val = str(root / "data" / "val")
+    # the tiny model's outputs all sit near 0.5: a band around it makes every answer 'uncertain'
+    rows = json.loads(cli("predict", val, "--model", str(run), "--format", "json", "--abstain-band", "0.2,0.8").stdout)
+    assert rows and all(r["label"] == "uncertain" and r["p_male"] is not None for r in rows)
+    rows = json.loads(cli("predict", val, "--model", str(run), "--format", "json", "--abstain-band", "0.9,0.95").stdout)
+    assert all(r["label"] in ("female", "male") for r in rows)
+    result = cli("predict", val, "--model", str(run), "--abstain-band", "0.7,0.3")
+    assert result.returncode == 2 and "LOW < HIGH" in result.stderr

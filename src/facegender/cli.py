@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the results to this file instead of standard output")
     p.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
     p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
+    p.add_argument(
+        "--abstain-band",
+        dest="abstain_band",
+        metavar="LOW,HIGH",
+        help="label 'uncertain' when p(male) falls strictly between LOW and HIGH, e.g. 0.35,0.65",
+    )
 
     x = sub.add_parser("export", help="export a trained model to ONNX or LiteRT (TFLite)")
     x.add_argument("--model", required=True, help="run folder or .keras/.h5 file")
@@ -176,11 +182,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from facegender.predict import format_results, predict
+    from facegender.predict import format_results, parse_band, predict
 
     if args.batch_size < 1:
         raise FaceGenderError("--batch-size must be >= 1")
-    rows = list(predict(args.inputs, args.model, args.threshold, args.batch_size))
+    rows = list(predict(args.inputs, args.model, args.threshold, args.batch_size, parse_band(args.abstain_band)))
     text = format_results(rows, args.format)
     if args.output:
         from facegender.files import atomic_write_bytes

@@ -53,15 +53,39 @@ def _error_row(file: str, message: str, threshold: float | None = None) -> dict[
     return {"file": display_name(file), "label": "error", "p_male": None, "threshold": threshold, "error": message}
 
 
-def result_row(file: str, p_male: float, threshold: float) -> dict[str, Any]:
-    """One prediction as `predict --format json` and the web service report it."""
+def parse_band(text: str | None) -> tuple[float, float] | None:
+    """'LOW,HIGH' (0 <= LOW < HIGH <= 1) for --abstain-band."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise FaceGenderError(f"--abstain-band takes LOW,HIGH such as 0.35,0.65, got {text!r}") from None
+    if not 0.0 <= low < high <= 1.0:
+        raise FaceGenderError(f"--abstain-band needs 0 <= LOW < HIGH <= 1, got {text!r}")
+    return low, high
+
+
+def result_row(
+    file: str, p_male: float, threshold: float, abstain: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """One prediction as `predict --format json` and the web service report it.
+
+    With an abstain band (low, high), a p(male) inside it gives the label 'uncertain' (p_male is kept).
+    """
     label = CLASS_NAMES[int(p_male >= threshold)]
+    if abstain is not None and abstain[0] < p_male < abstain[1]:
+        label = "uncertain"
     return {"file": display_name(file), "label": label, "p_male": round(float(p_male), 6), "threshold": threshold,
             "error": None}  # fmt: skip
 
 
 def predict(
-    inputs: list[str], model: str | Path | None = None, threshold: float | None = None, batch_size: int = 32
+    inputs: list[str],
+    model: str | Path | None = None,
+    threshold: float | None = None,
+    batch_size: int = 32,
+    abstain: tuple[float, float] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One result dict per input image (see FIELDS), in input order; unreadable files give label 'error'."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -75,7 +99,7 @@ def predict(
             if isinstance(result, ImageError):
                 yield _error_row(str(files[index]), result.reason, cut)
             else:
-                yield result_row(str(files[index]), result, cut)
+                yield result_row(str(files[index]), result, cut, abstain)
 
 
 def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
