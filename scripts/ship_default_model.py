@@ -61,8 +61,8 @@ the file (`metadata_props`, key `facegender`).
 
 `facegender train --preset default --data ../shared/data/lfw-adverse/train ../shared/data/lfw-adverse/train-extra
 --val ../shared/data/lfw-adverse/val` on a 2-core x86_64 CPU, {training["wall_time_s"]:.0f} s wall
-(the test suite shared the CPU for part of it), {training["epochs_run"]} epochs including the head-only
-warm-up (early stopping ended it and restored the epoch with the lowest validation loss). Training photos ({data}):
+(a test run shared the CPU for part of it), {training["epochs_run"]} epochs including the head-only
+warm-up (early stopping on validation AUC ended it and restored the best epoch). Training photos ({data}):
 {training["train_counts"]["female"]} female, {training["train_counts"]["male"]} male; validation (val/):
 {training["val_counts"]["female"]} female, {training["val_counts"]["male"]} male.
 
