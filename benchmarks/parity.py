@@ -25,9 +25,8 @@ def main() -> None:
     parser.add_argument("--out", help="folder for the exports (default: a temporary folder)")
     args = parser.parse_args()
 
-    from facegender.cli import _calibration_images
     from facegender.data import load_images, scan_dataset
-    from facegender.export import export_model
+    from facegender.export import calibration_images, export_model
     from facegender.inference import Classifier, ModelInfo
     from facegender.metrics import macro_f1, predict_labels
     from facegender.model import load_keras_model
@@ -46,7 +45,7 @@ def main() -> None:
         "tflite": export_model(keras_model, out / "model.tflite", metadata, "tflite"),
         "tflite-int8": export_model(
             keras_model, out / "model-int8.tflite", metadata, "tflite-int8",
-            _calibration_images(args.calibration, info, 200),
+            calibration_images(args.calibration, info, 200),
         ),
     }  # fmt: skip
     probs = {name: Classifier.load(path).predict(images) for name, path in files.items()}

@@ -214,7 +214,7 @@ def _export(args: argparse.Namespace) -> int:
     _require("train", "tensorflow", "keras", "tf2onnx", "onnx")
     import json
 
-    from facegender.export import export_model
+    from facegender.export import calibration_images, export_model
     from facegender.inference import ModelInfo, resolve_model_path
     from facegender.model import load_keras_model
 
@@ -228,7 +228,7 @@ def _export(args: argparse.Namespace) -> int:
     metadata = json.loads(metadata_file.read_text(encoding="utf-8")) if metadata_file.is_file() else {}
     samples = None
     if args.format == "tflite-int8":
-        samples = _calibration_images(
+        samples = calibration_images(
             args.data or (metadata.get("training", {}).get("data") or [None])[0],
             ModelInfo.from_dict(metadata, str(metadata_file)),
             args.samples,
@@ -236,20 +236,6 @@ def _export(args: argparse.Namespace) -> int:
     out = export_model(load_keras_model(source), Path(args.out), metadata, args.format, samples)
     print(out)
     return 0
-
-
-def _calibration_images(folder: str | None, info: Any, count: int) -> Any:
-    """Up to `count` prepared training images, evenly spread over the folder, for int8 calibration."""
-    from facegender.data import iter_image_files, load_images
-
-    if not folder or not Path(folder).is_dir():
-        raise FaceGenderError("tflite-int8 needs calibration images: pass --data with a folder of training images")
-    files = list(iter_image_files(Path(folder)))
-    if not files:
-        raise FaceGenderError(f"no images in {folder} for int8 calibration")
-    step = max(1, len(files) // count)
-    images, _, _ = load_images(files[::step][:count], info.image_size, info.crop)
-    return images
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export, "serve": _serve}

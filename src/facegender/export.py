@@ -68,3 +68,17 @@ def export_onnx(keras_model: Any, path: Path, metadata: dict[str, Any]) -> Path:
     proto.producer_name = "facegender"
     atomic_write_bytes(path, proto.SerializeToString())
     return path
+
+
+def calibration_images(folder: str | Path | None, info: Any, count: int) -> np.ndarray:
+    """Up to `count` prepared training images, evenly spread over the folder, for int8 calibration."""
+    from facegender.data import iter_image_files, load_images
+
+    if not folder or not Path(folder).is_dir():
+        raise FaceGenderError("tflite-int8 needs calibration images: pass --data with a folder of training images")
+    files = list(iter_image_files(Path(folder)))
+    if not files:
+        raise FaceGenderError(f"no images in {folder} for int8 calibration")
+    step = max(1, len(files) // count)
+    images, _, _ = load_images(files[::step][:count], info.image_size, info.crop)
+    return images

@@ -29,7 +29,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
         if path.is_dir():
             found = list(iter_image_files(path))
             if not found:
-                missing.append(_error_row(item, "folder holds no jpg, jpeg, png, bmp or webp images"))
+                missing.append(error_row(item, "folder holds no jpg, jpeg, png, bmp or webp images"))
             files.extend(found)
         elif path.exists() or path.is_symlink():
             files.append(path)
@@ -37,10 +37,10 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
             found = [m for m in matches if m.is_file() and is_image_file(m)]
             if not found:
-                missing.append(_error_row(item, "pattern matches no image file"))
+                missing.append(error_row(item, "pattern matches no image file"))
             files.extend(found)
         else:
-            missing.append(_error_row(item, "file not found"))
+            missing.append(error_row(item, "file not found"))
     return files, missing
 
 
@@ -49,7 +49,8 @@ def display_name(path: str | Path) -> str:
     return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
-def _error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
+def error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
+    """An input that could not be read, as `predict --format json` and the web service report it."""
     return {"file": display_name(file), "label": "error", "p_male": None, "threshold": threshold, "error": message}
 
 
@@ -97,7 +98,7 @@ def predict(
     with bar(len(files), "predict") as progress:
         for index, result in classifier.predict_files(files, batch_size, progress.update):
             if isinstance(result, ImageError):
-                yield _error_row(str(files[index]), result.reason, cut)
+                yield error_row(str(files[index]), result.reason, cut)
             else:
                 yield result_row(str(files[index]), result, cut, abstain)
 

@@ -22,7 +22,7 @@ from facegender import __version__
 from facegender.errors import ImageError
 from facegender.images import decode_image, prepare
 from facegender.inference import Classifier
-from facegender.predict import result_row
+from facegender.predict import error_row, result_row
 
 log = logging.getLogger("facegender.serve")
 
@@ -93,8 +93,7 @@ def create_app(
             if isinstance(image, np.ndarray):
                 rows.append(result_row(name, float(next(probs)), info.threshold))
             else:
-                rows.append({"file": name, "label": "error", "p_male": None, "threshold": info.threshold,
-                             "error": image})  # fmt: skip
+                rows.append(error_row(name, image, info.threshold))
         return rows
 
     @app.get("/health")
