@@ -69,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LOW,HIGH",
         help="label 'uncertain' when p(male) falls strictly between LOW and HIGH, e.g. 0.35,0.65",
     )
+    p.add_argument(
+        "--detect",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="find faces first: 'auto' (default) treats a photo that is already a face crop as one face and finds "
+        "every face in other photos; 'on' always finds faces; 'off' treats each photo as one face crop",
+    )
+    p.add_argument("--no-detect", dest="detect", action="store_const", const="off", help="same as --detect off")
+    p.add_argument(
+        "--min-face-score",
+        type=float,
+        dest="min_face_score",
+        help="face detector confidence needed to report a face (default 0.5)",
+    )
+    p.add_argument("--annotate", metavar="DIR", help="write copies of the photos with boxes and labels drawn into DIR")
 
     x = sub.add_parser("export", help="export a trained model to ONNX or LiteRT (TFLite)")
     x.add_argument("--model", required=True, help="run folder or .keras/.h5 file")
@@ -186,7 +201,12 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise FaceGenderError("--batch-size must be >= 1")
-    rows = list(predict(args.inputs, args.model, args.threshold, args.batch_size, parse_band(args.abstain_band)))
+    rows = list(
+        predict(
+            args.inputs, args.model, args.threshold, args.batch_size, parse_band(args.abstain_band),
+            args.detect, args.min_face_score, args.annotate,
+        )
+    )  # fmt: skip
     text = format_results(rows, args.format)
     if args.output:
         from facegender.files import atomic_write_bytes

@@ -20,6 +20,9 @@ class Config:
     # Input: the centred square crop (fraction of the shorter side) resized to image_size.
     image_size: int = 224
     crop: float = 1.0
+    # Frame each training and validation photo around its detected face (detect.face_inputs) as prediction
+    # frames faces found in other photos, instead of using the whole photo.
+    face_crops: bool = False
 
     # Model: MobileNetV2 backbone (batch-norm always in inference mode) + GAP -> Dense -> Dropout -> sigmoid.
     backbone_weights: str = "imagenet"  # "imagenet", "none", or a path to a .h5/.weights.h5 file

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from facegender import CLASS_NAMES
+from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import IMAGE_EXTENSIONS, load_prepared
+from facegender.images import IMAGE_EXTENSIONS, load_image
 
 MIN_IMAGES_PER_CLASS = 2
 
@@ -196,9 +197,12 @@ def load_images(
     crop: float,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    face_crops: bool = False,
 ) -> tuple[np.ndarray, list[int], list[ImageError]]:
     """Decode and prepare files in parallel threads (Pillow releases the GIL while decoding).
 
+    With face_crops, each photo's face is found and framed as prediction frames it (detect.face_inputs, mode
+    auto); a photo where no face is found keeps the whole-photo framing.
     Returns the stacked uint8 images of the files that could be read, their indices, and the errors.
     """
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
@@ -206,11 +210,14 @@ def load_images(
     kept: list[int] = []
     errors: list[ImageError] = []
 
+    detector = FaceDetector(threads=1) if face_crops else None
+
     def work(path: Path) -> np.ndarray | ImageError:
         try:
-            return load_prepared(path, size, crop)
+            image = load_image(path)
         except ImageError as exc:
             return exc
+        return face_inputs(image, size, crop, detector, "auto", face_crops=True, whole_if_none=True)[0].image
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for index, result in enumerate(pool.map(work, files)):

@@ -13,20 +13,10 @@ import numpy as np
 from facegender import CLASS_NAMES, calibration, metrics, plots
 from facegender.data import Dataset, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
+from facegender.files import ensure_writable
 from facegender.inference import Classifier
 from facegender.progress import bar
 from facegender.report import write_report
-
-
-def ensure_writable(folder: Path) -> None:
-    """Create `folder` (and parents) and check a file can be written there; a clear error if not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".facegender_write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FaceGenderError(f"cannot write to {folder} ({exc.strerror or exc}); choose another --out") from None
 
 
 def write_evaluation(

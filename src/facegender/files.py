@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from facegender.errors import FaceGenderError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
@@ -20,3 +22,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable(folder: Path, option: str = "--out") -> None:
+    """Create `folder` (and parents) and check a file can be written there; a clear error if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".facegender_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceGenderError(f"cannot write to {folder} ({exc.strerror or exc}); choose another {option}") from None

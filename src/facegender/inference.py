@@ -18,8 +18,9 @@ import numpy as np
 
 from facegender import CLASS_NAMES
 from facegender.calibration import apply_temperature
+from facegender.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import load_prepared
+from facegender.images import load_image
 
 METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
 FORMAT_VERSION = 1  # of model.json / the embedded metadata; a newer one is refused with a clear message
@@ -36,6 +37,7 @@ class ModelInfo:
     crop: float = 1.0
     threshold: float = 0.5
     temperature: float = 1.0  # applied to the network's output: p = sigmoid(logit(p_raw) / temperature)
+    face_crops: bool = False  # trained on detected faces framed by images.frame_face instead of whole photos
     class_names: tuple[str, ...] = CLASS_NAMES
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -55,6 +57,7 @@ class ModelInfo:
                 crop=float(data.get("crop", 1.0)),
                 threshold=float(data.get("threshold", 0.5)),
                 temperature=float(data.get("temperature", 1.0)),
+                face_crops=bool(data.get("face_crops", False)),
                 class_names=tuple(data.get("class_names", CLASS_NAMES)),
                 extra=data,
             )
@@ -203,32 +206,58 @@ class Classifier:
         progress: Callable[[int], None] | None = None,
         workers: int | None = None,
     ) -> Iterator[tuple[int, float | ImageError]]:
-        """Yield (index, p_male or ImageError) for each file, decoding in threads, memory bounded by chunks."""
-        workers = workers or min(8, (os.cpu_count() or 2) * 2)
-        size, crop = self.info.image_size, self.info.crop
+        """Yield (index, p_male or ImageError) for each file, read as the model's training photos were.
 
-        def work(path: Path) -> np.ndarray | ImageError:
+        Each file is one face photo: the whole photo, or for a model trained with face_crops its face framed
+        as in training (the whole photo where none is found).
+        """
+        detect = "auto" if self.info.face_crops else "off"
+        for index, result in self.predict_faces(files, batch_size, progress, workers, detect, whole_if_none=True):
+            yield index, result if isinstance(result, ImageError) else result[0][1]
+
+    def predict_faces(
+        self,
+        files: list[Path],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+        workers: int | None = None,
+        detect: str = "auto",
+        min_face_score: float | None = None,
+        whole_if_none: bool = False,
+    ) -> Iterator[tuple[int, list[tuple[tuple[int, int, int, int], float]] | ImageError]]:
+        """Yield (index, [(box, p_male) per face] or ImageError) for each file, in order.
+
+        `detect` is a detect.face_inputs mode; a photo without a face gives an empty list (unless
+        whole_if_none). Files are decoded (and faces found) in threads, the next chunk while the model runs on
+        this one, so memory holds at most two chunks whatever the number of files.
+        """
+        workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        size, crop, face_crops = self.info.image_size, self.info.crop, self.info.face_crops
+        detector = None
+        if detect != "off":  # one ONNX Runtime thread each: the files run in parallel instead
+            detector = FaceDetector(MIN_SCORE if min_face_score is None else min_face_score, threads=1)
+
+        def work(path: Path) -> list[FaceInput] | ImageError:
             try:
-                return load_prepared(path, size, crop)
+                return face_inputs(load_image(path), size, crop, detector, detect, face_crops, whole_if_none)
             except ImageError as exc:
                 return exc
 
-        # Decode the next chunk in the threads while the model runs on this one; at most two chunks in memory.
         chunk = 8 * batch_size
-        starts = range(0, len(files), chunk)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending = [pool.submit(work, f) for f in files[:chunk]]
-            for start in starts:
+            for start in range(0, len(files), chunk):
                 results = [future.result() for future in pending]
-                following = files[start + chunk : start + 2 * chunk]
-                pending = [pool.submit(work, f) for f in following]
-                good = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
+                pending = [pool.submit(work, f) for f in files[start + chunk : start + 2 * chunk]]
+                faces = [face for r in results if not isinstance(r, ImageError) for face in r]
                 probs: list[float] = []
-                for b in range(0, len(good), batch_size):
-                    batch = np.stack([results[i] for i in good[b : b + batch_size]])
-                    probs.extend(float(p) for p in self.predict(batch))
-                by_index = dict(zip(good, probs, strict=True))
+                for b in range(0, len(faces), batch_size):
+                    probs.extend(float(p) for p in self.predict(np.stack([f.image for f in faces[b : b + batch_size]])))
+                scores = iter(probs)
                 for i, result in enumerate(results):
-                    yield start + i, by_index.get(i, result)  # type: ignore[misc]
+                    if isinstance(result, ImageError):
+                        yield start + i, result
+                    else:
+                        yield start + i, [(face.box, next(scores)) for face in result]
                 if progress is not None:
                     progress(len(results))

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from facegender import CLASS_NAMES
+from facegender.annotate import Annotator
 from facegender.data import is_image_file, iter_image_files
+from facegender.detect import DETECT_MODES
 from facegender.errors import FaceGenderError, ImageError
+from facegender.files import ensure_writable
+from facegender.images import load_image
 from facegender.inference import Classifier
 from facegender.progress import bar
 
-FIELDS = ("file", "label", "p_male", "threshold", "error")
+FIELDS = ("file", "face_index", "box", "label", "p_male", "threshold", "error")
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
@@ -51,7 +55,14 @@ def display_name(path: str | Path) -> str:
 
 def error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
     """An input that could not be read, as `predict --format json` and the web service report it."""
-    return {"file": display_name(file), "label": "error", "p_male": None, "threshold": threshold, "error": message}
+    return {"file": display_name(file), "face_index": None, "box": None, "label": "error", "p_male": None,
+            "threshold": threshold, "error": message}  # fmt: skip
+
+
+def no_face_row(file: str, threshold: float | None = None) -> dict[str, Any]:
+    """A photo in which face detection found no face."""
+    return {"file": display_name(file), "face_index": None, "box": None, "label": "no_face", "p_male": None,
+            "threshold": threshold, "error": None}  # fmt: skip
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:
@@ -68,17 +79,36 @@ def parse_band(text: str | None) -> tuple[float, float] | None:
 
 
 def result_row(
-    file: str, p_male: float, threshold: float, abstain: tuple[float, float] | None = None
+    file: str,
+    p_male: float,
+    threshold: float,
+    abstain: tuple[float, float] | None = None,
+    box: tuple[int, int, int, int] | None = None,
+    face_index: int = 0,
 ) -> dict[str, Any]:
-    """One prediction as `predict --format json` and the web service report it.
+    """One face's prediction as `predict --format json` and the web service report it.
 
-    With an abstain band (low, high), a p(male) inside it gives the label 'uncertain' (p_male is kept).
+    box is [x, y, width, height] in the upright photo. With an abstain band (low, high), a p(male) inside it
+    gives the label 'uncertain' (p_male is kept).
     """
     label = CLASS_NAMES[int(p_male >= threshold)]
     if abstain is not None and abstain[0] < p_male < abstain[1]:
         label = "uncertain"
-    return {"file": display_name(file), "label": label, "p_male": round(float(p_male), 6), "threshold": threshold,
-            "error": None}  # fmt: skip
+    return {"file": display_name(file), "face_index": face_index, "box": None if box is None else list(box),
+            "label": label, "p_male": round(float(p_male), 6), "threshold": threshold, "error": None}  # fmt: skip
+
+
+def face_rows(
+    file: str,
+    faces: list[tuple[tuple[int, int, int, int], float]],
+    threshold: float,
+    abstain: tuple[float, float] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of one photo: one per face, left to right, or one 'no_face' row."""
+    if not faces:
+        return [no_face_row(file, threshold)]
+    ordered = sorted(faces, key=lambda face: (face[0][0], face[0][1]))
+    return [result_row(file, p, threshold, abstain, box, i) for i, (box, p) in enumerate(ordered)]
 
 
 def predict(
@@ -87,20 +117,53 @@ def predict(
     threshold: float | None = None,
     batch_size: int = 32,
     abstain: tuple[float, float] | None = None,
+    detect: str = "auto",
+    min_face_score: float | None = None,
+    annotate: str | Path | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One result dict per input image (see FIELDS), in input order; unreadable files give label 'error'."""
+    """Result dicts (see FIELDS) in input order: one per face found (detect.face_inputs modes), 'no_face' for a
+    photo without one, 'error' for a file that cannot be read. With `annotate`, a copy of each photo with its
+    boxes and labels drawn is written into that folder."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    if detect not in DETECT_MODES:
+        raise FaceGenderError(f"--detect must be one of {', '.join(DETECT_MODES)}, got {detect!r}")
+    if min_face_score is not None and not 0.0 < min_face_score < 1.0:
+        raise FaceGenderError(f"--min-face-score must be between 0 and 1, got {min_face_score}")
     classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
     cut = classifier.info.threshold if threshold is None else threshold
     yield from (dict(row, threshold=cut) for row in missing)
+    annotator = _annotator(Path(annotate), files) if annotate is not None else None
     with bar(len(files), "predict") as progress:
-        for index, result in classifier.predict_files(files, batch_size, progress.update):
+        results = classifier.predict_faces(files, batch_size, progress.update, detect=detect,
+                                           min_face_score=min_face_score)  # fmt: skip
+        for index, result in results:
             if isinstance(result, ImageError):
                 yield error_row(str(files[index]), result.reason, cut)
             else:
-                yield result_row(str(files[index]), result, cut, abstain)
+                rows = face_rows(str(files[index]), result, cut, abstain)
+                if annotator is not None:
+                    _annotate(annotator, files[index], rows)
+                yield from rows
+
+
+def _annotator(folder: Path, files: list[Path]) -> Annotator:
+    folder = folder.resolve()
+    if any(path.resolve().parent == folder for path in files):
+        raise FaceGenderError(f"--annotate {folder} holds photos being predicted; choose another folder so none is "
+                              "overwritten")  # fmt: skip
+    ensure_writable(folder, "--annotate folder")
+    return Annotator(folder)
+
+
+def _annotate(annotator: Annotator, path: Path, rows: list[dict[str, Any]]) -> None:
+    try:
+        annotator.write(path, load_image(path), rows)
+    except ImageError:  # read a moment ago; gone or changed since: its rows still stand
+        return
+    except OSError as exc:
+        raise FaceGenderError(f"cannot write to {annotator.folder} ({exc.strerror or exc})") from None
 
 
 def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -111,13 +174,18 @@ def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(dict(r, box=_box_text(r.get("box"))) for r in rows)
         return buffer.getvalue().rstrip("\n")
     lines = []
     width = max([len(str(r["file"])) for r in rows] + [4])
-    lines.append(f"{'file':<{width}}  {'label':<7}  p_male")
+    lines.append(f"{'file':<{width}}  {'face':>4}  {'label':<9}  {'p_male':<6}  box (x y width height)")
     for r in rows:
         p = "" if r["p_male"] is None else f"{r['p_male']:.4f}"
+        face = "" if r.get("face_index") is None else str(r["face_index"])
         tail = f"  ({r['error']})" if r.get("error") else ""
-        lines.append(f"{r['file']!s:<{width}}  {r['label']:<7}  {p}{tail}")
+        lines.append(f"{r['file']!s:<{width}}  {face:>4}  {r['label']:<9}  {p:<6}  {_box_text(r.get('box'))}{tail}")
     return "\n".join(lines)
+
+
+def _box_text(box: list[int] | None) -> str:
+    return "" if box is None else " ".join(str(v) for v in box)

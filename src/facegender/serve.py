@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegender import __version__
+from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import ImageError
-from facegender.images import decode_image, prepare
+from facegender.images import decode_image
 from facegender.inference import Classifier
-from facegender.predict import error_row, result_row
+from facegender.predict import error_row, face_rows
+
+Detect = Annotated[
+    Literal["auto", "on", "off"],
+    Query(description="auto: a face crop is one face, other photos every face found; on: always find faces; "
+          "off: the photo is one face crop"),
+]  # fmt: skip
 
 log = logging.getLogger("facegender.serve")
 
@@ -41,6 +48,7 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI application serving one loaded model."""
     classifier = Classifier.load(model)
+    detector = FaceDetector(threads=1)  # requests run in parallel threads instead
     limiter = anyio.CapacityLimiter(max(1, workers))
     max_bytes = int(max_upload_mb * 1024 * 1024)
     info = classifier.info
@@ -79,21 +87,24 @@ def create_app(
             raise ApiError(415, f"{name}: empty upload; send a JPEG, PNG, BMP or WebP image")
         return name, data
 
-    def classify(items: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-        decoded: list[tuple[str, np.ndarray | str]] = []
+    def classify(items: list[tuple[str, bytes]], detect: str) -> list[dict[str, Any]]:
+        decoded = []
         for name, data in items:
             try:
-                decoded.append((name, prepare(decode_image(data, name), info.image_size, info.crop)))
+                image = decode_image(data, name)
+                decoded.append(
+                    (name, face_inputs(image, info.image_size, info.crop, detector, detect, info.face_crops))
+                )
             except ImageError as exc:
                 decoded.append((name, exc.reason))
-        good = [image for _, image in decoded if isinstance(image, np.ndarray)]
-        probs = iter(classifier.predict(np.stack(good)) if good else [])
+        faces = [face for _, found in decoded if isinstance(found, list) for face in found]
+        probs = iter(classifier.predict(np.stack([f.image for f in faces])) if faces else [])
         rows = []
-        for name, image in decoded:
-            if isinstance(image, np.ndarray):
-                rows.append(result_row(name, float(next(probs)), info.threshold))
+        for name, found in decoded:
+            if isinstance(found, list):
+                rows.extend(face_rows(name, [(f.box, float(next(probs))) for f in found], info.threshold))
             else:
-                rows.append(error_row(name, image, info.threshold))
+                rows.append(error_row(name, found, info.threshold))
         return rows
 
     @app.get("/health")
@@ -103,21 +114,26 @@ def create_app(
                 "backend": classifier.backend, "image_size": info.image_size}  # fmt: skip
 
     @app.post("/predict")
-    async def predict_one(file: Annotated[UploadFile, File(description="one image")]) -> dict[str, Any]:
-        """Classify one image. 413 if too large, 415 if it is not an image."""
+    async def predict_one(
+        file: Annotated[UploadFile, File(description="one image")], detect: Detect = "auto"
+    ) -> dict[str, Any]:
+        """Classify the faces in one image: one result per face, or one 'no_face' result. 413 if too large,
+        415 if it is not an image."""
         item = await read_upload(file)
-        rows = await anyio.to_thread.run_sync(classify, [item], limiter=limiter)
+        rows = await anyio.to_thread.run_sync(classify, [item], detect, limiter=limiter)
         if rows[0]["label"] == "error":
             raise ApiError(415, f"{item[0]}: {rows[0]['error']}")
         return {"results": rows}
 
     @app.post("/predict/batch")
-    async def predict_batch(files: Annotated[list[UploadFile], File(description="several images")]) -> dict[str, Any]:
-        """Classify several images; unreadable ones come back with label 'error' and a message."""
+    async def predict_batch(
+        files: Annotated[list[UploadFile], File(description="several images")], detect: Detect = "auto"
+    ) -> dict[str, Any]:
+        """Classify the faces in several images; unreadable ones come back with label 'error' and a message."""
         if len(files) > max_batch_files:
             raise ApiError(413, f"{len(files)} files in one batch; the limit is {max_batch_files}")
         items = [await read_upload(f) for f in files]
-        return {"results": await anyio.to_thread.run_sync(classify, items, limiter=limiter)}
+        return {"results": await anyio.to_thread.run_sync(classify, items, detect, limiter=limiter)}
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -148,39 +164,58 @@ canvas{max-width:100%;margin-top:1rem;border-radius:4px}
 </style></head>
 <body>
 <h1>facegender</h1>
-<p>Choose or drop a photo of a face. It is sent only to this server.</p>
+<p>Choose or drop a photo with faces. It is sent only to this server.</p>
 <div id="drop"><input id="file" type="file" accept="image/*"><p>or drop an image here</p></div>
 <div id="result" role="status" aria-live="polite"></div>
 <canvas id="canvas" width="0" height="0"></canvas>
 <script>
 const drop = document.getElementById('drop'), input = document.getElementById('file');
 const result = document.getElementById('result'), canvas = document.getElementById('canvas');
+let shown = {width: 1};
 function show(file) {
-  const url = URL.createObjectURL(file), img = new Image();
-  img.onload = () => {
-    const scale = Math.min(1, 700 / img.width);
-    canvas.width = img.width * scale; canvas.height = img.height * scale;
-    canvas.getContext('2d').drawImage(img, 0, 0, canvas.width, canvas.height);
-  };
-  img.src = url;
+  return new Promise(resolve => {
+    const url = URL.createObjectURL(file), img = new Image();
+    img.onload = () => {
+      const scale = Math.min(1, 700 / img.width);
+      canvas.width = img.width * scale; canvas.height = img.height * scale;
+      canvas.getContext('2d').drawImage(img, 0, 0, canvas.width, canvas.height);
+      shown = img; resolve();
+    };
+    img.onerror = () => { canvas.width = 0; canvas.height = 0; shown = {width: 1}; resolve(); };
+    img.src = url;
+  });
 }
 async function send(file) {
   result.className = ''; result.textContent = 'Classifying ' + file.name + ' ...';
-  show(file);
+  await show(file);
   const body = new FormData(); body.append('file', file);
   try {
     const response = await fetch('predict', {method: 'POST', body});
     const data = await response.json();
     if (!response.ok) { result.className = 'error'; result.textContent = data.error; return; }
-    const r = data.results[0];
-    const sure = r.label === 'male' ? r.p_male : 1 - r.p_male;
+    const rows = data.results;
     result.innerHTML = '';
-    const b = document.createElement('b'); b.id = 'label'; b.textContent = r.label;
-    result.append(b, ` (p(male) = ${r.p_male.toFixed(3)}, ${(100 * sure).toFixed(1)}% sure)`);
-    const ctx = canvas.getContext('2d');
-    ctx.font = 'bold 20px system-ui'; ctx.fillStyle = 'rgba(0,0,0,.6)';
-    ctx.fillRect(0, 0, ctx.measureText(r.label).width + 16, 30);
-    ctx.fillStyle = '#fff'; ctx.fillText(r.label, 8, 22);
+    const ctx = canvas.getContext('2d'), scale = canvas.width / shown.width;
+    ctx.font = 'bold 18px system-ui'; ctx.lineWidth = 3;
+    if (rows[0].label === 'no_face') {
+      const b = document.createElement('b'); b.id = 'label'; b.textContent = 'no face found';
+      result.append(b); return;
+    }
+    rows.forEach((r, i) => {
+      const line = document.createElement('div'), b = document.createElement('b');
+      if (i === 0) b.id = 'label';
+      b.className = 'label'; b.textContent = r.label;
+      const sure = r.label === 'male' ? r.p_male : 1 - r.p_male;
+      line.append(rows.length > 1 ? `face ${i + 1}: ` : '', b,
+        ` (p(male) = ${r.p_male.toFixed(3)}` + (r.label === 'uncertain' ? ')' : `, ${(100 * sure).toFixed(1)}% sure)`));
+      result.append(line);
+      const [x, y, w, h] = r.box.map(v => v * scale);
+      const colour = {male: '#1e6ee6', female: '#e12882'}[r.label] || '#888';
+      ctx.strokeStyle = colour; ctx.strokeRect(x, y, w, h);
+      const text = rows.length > 1 ? `${i + 1} ${r.label}` : r.label;
+      ctx.fillStyle = colour; ctx.fillRect(x, Math.max(0, y - 24), ctx.measureText(text).width + 12, 24);
+      ctx.fillStyle = '#fff'; ctx.fillText(text, x + 6, Math.max(0, y - 24) + 18);
+    });
   } catch (e) { result.className = 'error'; result.textContent = 'Request failed: ' + e; }
 }
 input.addEventListener('change', () => input.files[0] && send(input.files[0]));

@@ -91,7 +91,9 @@ def _read_split(config: Config, data: DataArg, val: str | Path | None) -> tuple[
 
 def _load(dataset: Dataset, config: Config, name: str) -> tuple[np.ndarray, Dataset]:
     with bar(len(dataset), f"load {name}") as progress:
-        images, kept, errors = load_images(dataset.files, config.image_size, config.crop, progress=progress.update)
+        images, kept, errors = load_images(
+            dataset.files, config.image_size, config.crop, progress=progress.update, face_crops=config.face_crops
+        )
     for error in errors[:20]:
         log(f"skipped {error.path}: {error.reason}")
     if errors:
@@ -431,6 +433,7 @@ def _finish(
         "temperature": temperature,
         "image_size": config.image_size,
         "crop": config.crop,
+        "face_crops": config.face_crops,
         "preprocessing": {
             "input": "RGB, float32 0-255, NHWC, EXIF orientation applied",
             "crop": "centred square, side = crop x the shorter side",

