@@ -15,6 +15,29 @@ LFW = SHARED / "data" / "lfw-adverse"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
+def package_photo(package: str, relative: str) -> Path:
+    """A real photo that ships inside an installed package (found without importing the package), or skip.
+
+    matplotlib's sample_data/grace_hopper.jpg is a portrait with one face (512x600); scikit-learn's
+    datasets/images/china.jpg (a temple) and flower.jpg hold none. Both packages come with the `eval` extra.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    path = Path(spec.origin).parent / relative if spec and spec.origin else None
+    if path is None or not path.is_file():
+        pytest.skip(f"{package} with {relative} is not installed (pip install -e '.[eval]')")
+    return path
+
+
+def portrait() -> Path:
+    return package_photo("matplotlib", "mpl-data/sample_data/grace_hopper.jpg")
+
+
+def no_face_photo() -> Path:
+    return package_photo("sklearn", "datasets/images/china.jpg")
+
+
 def synthetic_face(label: str, rng: np.random.Generator, size: int = 48) -> Image.Image:
     """A learnable stand-in: 'female' draws a warm ellipse, 'male' a cool rectangle, on noise."""
     noise = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import LFW, png_bytes, requires_shared
+from conftest import LFW, portrait, requires_shared
 
 from facegender.data import scan_dataset
 from facegender.inference import BUNDLED_MODEL, Classifier
@@ -27,9 +27,8 @@ def test_bundled_model_metadata_and_card():
     assert "Intended use" in card and "Known limits and bias" in card and f"{info.threshold:.3f}" in card
 
 
-def test_predict_without_model_flag_imports_no_tensorflow(tmp_path):
-    image = tmp_path / "face.png"
-    image.write_bytes(png_bytes())
+def test_predict_without_model_flag_imports_no_tensorflow():
+    image = portrait()
     code = (
         "import sys, json\n"
         "from facegender.cli import main\n"
@@ -39,8 +38,9 @@ def test_predict_without_model_flag_imports_no_tensorflow(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert result.returncode == 0, result.stderr
-    (row,) = json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)  # one face found (by the detector, which imports no TensorFlow either)
     assert row["label"] in ("female", "male") and row["threshold"] == Classifier.load().info.threshold
+    assert row["face_index"] == 0 and len(row["box"]) == 4
 
 
 @requires_shared(LFW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -9,7 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import png_bytes
+from conftest import no_face_photo, png_bytes, portrait
+from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
@@ -28,19 +30,41 @@ def test_health(client):
     assert body["backend"] == "onnxruntime" and body["version"]
 
 
-def test_predict_one_image(client):
-    response = client.post("/predict", files={"file": ("face.png", png_bytes(), "image/png")})
+def jpeg(path, width: int) -> bytes:
+    """A real photo scaled down under the test client's 50 kB upload limit."""
+    image = Image.open(path)
+    buffer = io.BytesIO()
+    image.resize((width, round(image.height * width / image.width))).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_predict_one_image_as_a_face_crop(client):
+    response = client.post("/predict?detect=off", files={"file": ("face.png", png_bytes(), "image/png")})
     assert response.status_code == 200
     (row,) = response.json()["results"]
     assert row["file"] == "face.png" and row["label"] in ("female", "male") and 0 <= row["p_male"] <= 1
-    assert set(row) == {"file", "label", "p_male", "threshold", "error"}
+    assert row["box"] == [0, 0, 64, 64] and row["face_index"] == 0
+    assert set(row) == {"file", "face_index", "box", "label", "p_male", "threshold", "error"}
+
+
+def test_predict_finds_faces(client):
+    rows = client.post("/predict", files={"file": ("p.jpg", jpeg(portrait(), 256), "image/jpeg")}).json()["results"]
+    (row,) = rows  # the portrait, 256 x 300: one face around (132, 120)
+    x, y, w, h = row["box"]
+    assert 100 < x + w / 2 < 160 and 90 < y + h / 2 < 150 and row["label"] in ("female", "male")
+    files = [("files", ("temple.jpg", jpeg(no_face_photo(), 320), "image/jpeg")),
+             ("files", ("synthetic.png", png_bytes(), "image/png"))]  # fmt: skip
+    rows = client.post("/predict/batch", files=files).json()["results"]
+    assert [(r["file"], r["label"], r["box"]) for r in rows] == [("temple.jpg", "no_face", None),
+                                                                 ("synthetic.png", "no_face", None)]  # fmt: skip
+    assert client.post("/predict?detect=sometimes", files=files[1:]).status_code == 422
 
 
 def test_content_is_checked_by_decoding_not_by_name(client):
     response = client.post("/predict", files={"file": ("photo.jpg", b"<html>hello</html>", "image/jpeg")})
     assert response.status_code == 415
     assert "photo.jpg" in response.json()["error"]
-    png_named_txt = client.post("/predict", files={"file": ("notes.txt", png_bytes(), "text/plain")})
+    png_named_txt = client.post("/predict?detect=off", files={"file": ("notes.txt", png_bytes(), "text/plain")})
     assert png_named_txt.status_code == 200
 
 
@@ -55,8 +79,9 @@ def test_batch_mixes_good_and_bad_and_is_limited(client):
     files = [("files", ("a.png", png_bytes("female", 1), "image/png")),
              ("files", ("b.png", png_bytes("male", 2), "image/png")),
              ("files", ("c.jpg", b"garbage", "image/jpeg"))]  # fmt: skip
-    rows = client.post("/predict/batch", files=files).json()["results"]
+    rows = client.post("/predict/batch?detect=off", files=files).json()["results"]
     assert [r["file"] for r in rows] == ["a.png", "b.png", "c.jpg"]
+    assert [r["label"] in ("female", "male") for r in rows] == [True, True, False]
     assert rows[2]["label"] == "error" and rows[2]["p_male"] is None and rows[2]["error"]
     too_many = client.post("/predict/batch", files=[*files, ("files", ("d.png", png_bytes(), "image/png"))])
     assert too_many.status_code == 413 and "limit is 3" in too_many.json()["error"]
@@ -130,20 +155,35 @@ def live_server(onnx_model):
     process.wait(timeout=10)
 
 
-def test_page_in_chromium_shows_the_label(live_server, tmp_path):
+def test_page_in_chromium_shows_each_face(live_server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     from browser import launch
 
-    photo = tmp_path / "face.png"
-    photo.write_bytes(png_bytes("male", 3))
+    face = Image.open(portrait()).resize((256, 300))
+    photo = tmp_path / "two.png"
+    group = Image.new("RGB", (700, 340), (110, 120, 105))
+    group.paste(face, (20, 20))
+    group.paste(face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (420, 30))
+    group.save(photo)
     with sync_api.sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page()
         page.goto(live_server + "/")
         page.set_input_files("#file", str(photo))
         page.wait_for_selector("#label", timeout=20_000)
-        assert page.inner_text("#label") in ("female", "male")
-        assert "p(male) =" in page.inner_text("#result")
+        labels = page.locator("#result .label").all_inner_texts()
+        assert len(labels) == 2 and set(labels) <= {"female", "male", "uncertain"}
+        assert "face 2:" in page.inner_text("#result") and "p(male) =" in page.inner_text("#result")
+        # the first face's box is drawn on the canvas: a pixel of its left edge has the label's colour
+        x, y, _, h = page.evaluate("fetch('predict', {method: 'POST', body: (() => { const f = new FormData(); "
+                                   "f.append('file', document.getElementById('file').files[0]); return f; })()})"
+                                   ".then(r => r.json()).then(d => d.results[0].box)")  # fmt: skip
+        pixel = page.evaluate(f"Array.from(document.getElementById('canvas').getContext('2d')"
+                              f".getImageData({x}, {y + h // 2}, 1, 1).data)")  # fmt: skip
+        assert tuple(pixel[:3]) in ((0x1E, 0x6E, 0xE6), (0xE1, 0x28, 0x82), (0x88, 0x88, 0x88)), pixel
+        page.set_input_files("#file", str(no_face_photo()))
+        no_face = "(document.getElementById('label') || {}).textContent === 'no face found'"
+        page.wait_for_function(no_face, timeout=20_000)
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 5_000

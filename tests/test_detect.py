@@ -1,0 +1,205 @@
+"""Face detection: the BlazeFace decoder, framing, and predict on real composed photos (one result per face)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import LFW, no_face_photo, portrait, requires_shared
+from PIL import Image
+
+from facegender.data import load_images
+from facegender.detect import FULL_RANGE, SHORT_RANGE, FaceDetector, _anchors, face_inputs, weighted_nms
+from facegender.images import FACE_FRAMING_SIDE, frame_face, load_image, prepare
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def run_predict(*args: str) -> tuple[int, list[dict], str]:
+    result = subprocess.run([sys.executable, "-m", "facegender", "predict", *args, "--format", "json"],
+                            capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
+    return result.returncode, json.loads(result.stdout or "[]"), result.stderr
+
+
+def centre(box: list[int] | tuple[int, ...]) -> tuple[float, float]:
+    return box[0] + box[2] / 2, box[1] + box[3] / 2
+
+
+def test_anchor_layout_matches_the_networks(detector):
+    # MediaPipe's SSD anchors: 16x16x2 + 8x8x6 for short range, 48x48x1 for full range
+    assert _anchors(SHORT_RANGE).shape == (896, 2) and _anchors(FULL_RANGE).shape == (2304, 2)
+    for _network, session, anchors in detector._networks:
+        assert session.get_outputs()[0].shape[1] == len(anchors) == session.get_outputs()[1].shape[1]
+    first = _anchors(SHORT_RANGE)[:4]  # cell (0, 0) twice, then cell (1, 0) twice, in [0, 1]
+    np.testing.assert_allclose(first, [[1 / 32, 1 / 32]] * 2 + [[3 / 32, 1 / 32]] * 2)
+
+
+def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=np.float32)
+    scores = np.array([0.9, 0.6, 0.8], dtype=np.float32)
+    kept, kept_scores = weighted_nms(boxes, scores)
+    assert len(kept) == 2 and list(kept_scores) == pytest.approx([0.9, 0.8])
+    np.testing.assert_allclose(kept[0], [0.4, 0.4, 10.4, 10.4], rtol=1e-5)  # score-weighted mean of the pair
+    np.testing.assert_allclose(kept[1], [50, 50, 60, 60])
+
+
+def test_finds_the_face_in_a_portrait_and_none_in_a_landscape(detector):
+    image = load_image(portrait())  # 512 x 600, face around (265, 240)
+    (face,) = detector.detect(image)
+    x, y = centre(face.box)
+    assert 220 < x < 310 and 190 < y < 290 and 150 < face.box[2] < 260 and face.score > 0.8
+    assert detector.detect(load_image(no_face_photo())) == []
+    rng = np.random.default_rng(0)
+    assert detector.detect(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)) == []
+    assert detector.detect(np.full((240, 320, 3), 200, dtype=np.uint8)) == []
+
+
+def test_frame_face_reproduces_the_training_framing_and_pads_at_edges():
+    image = np.arange(400 * 500 * 3, dtype=np.uint32).reshape(400, 500, 3).astype(np.uint8)
+    framed = frame_face(image, (200, 150, 100, 100))
+    side = round(FACE_FRAMING_SIDE * 100)
+    assert framed.shape == (side, side, 3)
+    top, left = round(200 - 11 - side / 2), round(250 - side / 2)  # centred 0.11 widths above the box centre
+    np.testing.assert_array_equal(framed, image[top : top + side, left : left + side])
+    corner = frame_face(image, (0, 0, 60, 60))  # mostly outside: edge pixels repeat, nothing fails
+    assert corner.shape == (143, 143, 3)
+    np.testing.assert_array_equal(corner[0, 0], image[0, 0])
+
+
+def paste_two(face_a: Image.Image, face_b: Image.Image, canvas: tuple[int, int], at: list[tuple[int, int]]) -> Image:
+    picture = Image.new("RGB", canvas, (110, 120, 105))
+    picture.paste(face_a, at[0])
+    picture.paste(face_b, at[1])
+    return picture
+
+
+def assert_two_faces_in_place(rows: list[dict], regions: list[tuple[int, int, int, int]]) -> None:
+    assert [r["face_index"] for r in rows] == [0, 1], rows
+    for row, (x0, y0, x1, y1) in zip(rows, regions, strict=True):  # left to right
+        x, y = centre(row["box"])
+        assert x0 < x < x1 and y0 < y < y1, (row["box"], (x0, y0, x1, y1))
+        assert row["label"] in ("female", "male") and 0 <= row["p_male"] <= 1
+
+
+def test_two_portraits_on_one_canvas_give_two_results_in_place(tmp_path):
+    face = Image.open(portrait()).resize((256, 300))
+    path = tmp_path / "pair.jpg"
+    paste_two(face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (1100, 520), [(40, 150), (760, 60)]).save(path)
+    code, rows, stderr = run_predict(str(path))
+    assert code == 0, stderr
+    assert_two_faces_in_place(rows, [(40, 150, 296, 450), (760, 60, 1016, 360)])
+
+
+@requires_shared(LFW)
+def test_two_shared_faces_side_by_side(tmp_path):
+    a = Image.open(LFW / "val" / "male" / sorted(os.listdir(LFW / "val" / "male"))[0])
+    b = Image.open(LFW / "val" / "female" / sorted(os.listdir(LFW / "val" / "female"))[0])
+    path = tmp_path / "pair.png"
+    paste_two(a, b, (800, 420), [(30, 100), (520, 40)]).save(path)
+    code, rows, stderr = run_predict(str(path), "--detect", "on")
+    central = [r for r in rows if r["box"][2] > 60]  # LFW photos can hold parts of other people at their edges
+    assert code == 0, stderr
+    assert_two_faces_in_place(central, [(90, 160, 220, 290), (580, 100, 710, 230)])  # the middle of each photo
+
+
+def test_no_face_photo_gives_one_no_face_row(tmp_path):
+    code, rows, stderr = run_predict(str(no_face_photo()))
+    assert code == 0, stderr  # not an error: an answer
+    assert rows == [{"file": str(no_face_photo()), "face_index": None, "box": None, "label": "no_face",
+                     "p_male": None, "threshold": rows[0]["threshold"], "error": None}]  # fmt: skip
+    code, rows, _ = run_predict(str(no_face_photo()), "--no-detect")  # taken as a face crop: a label
+    assert rows[0]["label"] in ("female", "male") and rows[0]["box"] == [0, 0, 640, 427]
+
+
+def test_exif_rotated_photo_boxes_the_upright_face(tmp_path, detector):
+    upright = Image.open(portrait())
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the pixels are stored turned a quarter to the left
+    upright.transpose(Image.Transpose.ROTATE_90).save(rotated, exif=exif, quality=95)
+    code, rows, stderr = run_predict(str(rotated), "--annotate", str(tmp_path / "drawn"))
+    assert code == 0, stderr
+    (row,) = rows
+    (expected,) = detector.detect(np.asarray(upright.convert("RGB")))
+    assert np.abs(np.subtract(row["box"], expected.box)).max() <= 6
+    drawn = Image.open(tmp_path / "drawn" / "rotated.jpg")
+    assert drawn.size == upright.size  # drawn on the upright photo
+
+
+def test_annotate_draws_boxes_and_never_overwrites_inputs(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(portrait()).save(photos / "portrait.png")
+    Image.open(no_face_photo()).save(photos / "temple.png")
+    code, rows, stderr = run_predict(str(photos), "--annotate", str(tmp_path / "out"))
+    assert code == 0, stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["portrait.png", "temple.png"]
+    original = np.asarray(Image.open(photos / "portrait.png").convert("RGB")).astype(int)
+    drawn = np.asarray(Image.open(tmp_path / "out" / "portrait.png").convert("RGB")).astype(int)
+    x, y, _, h = next(r["box"] for r in rows if r["file"].endswith("portrait.png"))
+    assert np.abs(drawn[y + h // 2, x] - original[y + h // 2, x]).sum() > 60  # the box's left edge is drawn
+    np.testing.assert_array_equal(drawn[-5:, -5:], original[-5:, -5:])  # away from the box: the photo itself
+    before = (photos / "portrait.png").read_bytes()
+    code, _, stderr = run_predict(str(photos), "--annotate", str(photos))
+    assert code == 2 and "overwritten" in stderr and "Traceback" not in stderr
+    assert (photos / "portrait.png").read_bytes() == before
+
+
+def test_auto_classifies_a_face_crop_on_the_whole_photo_as_trained(tmp_path, detector):
+    image = load_image(portrait())
+    (face,) = detector.detect(image)
+    crop = tmp_path / "crop.png"
+    Image.fromarray(frame_face(image, face.box)).save(crop)  # framed like the training photos
+    _, auto, _ = run_predict(str(crop))
+    _, off, _ = run_predict(str(crop), "--no-detect")
+    (a,), (o,) = auto, off
+    assert a["p_male"] == o["p_male"] and a["box"] != o["box"]  # same input; the box says where the face is
+    _, on, _ = run_predict(str(crop), "--detect", "on")
+    assert len(on) == 1 and on[0]["box"] == a["box"]
+
+
+def test_abstain_band_and_csv_and_table_carry_the_box(tmp_path):
+    code, rows, _ = run_predict(str(portrait()), "--abstain-band", "0.0,1.0")
+    assert code == 0 and rows[0]["label"] == "uncertain" and rows[0]["p_male"] is not None
+    result = subprocess.run([sys.executable, "-m", "facegender", "predict", str(portrait()), "--format", "csv"],
+                            capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
+    header, line = result.stdout.strip().splitlines()
+    assert header == "file,face_index,box,label,p_male,threshold,error"
+    assert line.split(",")[1] == "0" and len(line.split(",")[2].split()) == 4
+
+
+def test_training_face_crops_use_the_prediction_framing(tmp_path, detector):
+    face = Image.open(portrait()).resize((256, 300))
+    path = tmp_path / "scene.png"
+    paste_two(face, Image.new("RGB", (10, 10)), (900, 500), [(500, 120), (0, 0)]).save(path)
+    images, kept, errors = load_images([path], 96, 0.85, face_crops=True)
+    (expected,) = face_inputs(load_image(path), 96, 0.85, detector, "auto", face_crops=True)
+    assert kept == [0] and not errors
+    np.testing.assert_array_equal(images[0], expected.image)
+    assert not np.array_equal(images[0], prepare(load_image(path), 96, 0.85))  # not the whole scene
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (120, 120), (90, 90, 90)).save(blank)  # no face: the whole photo, as before
+    images, _, _ = load_images([blank], 96, 0.85, face_crops=True)
+    np.testing.assert_array_equal(images[0], prepare(load_image(blank), 96, 0.85))
+
+
+def test_bad_detect_arguments_are_usage_errors():
+    for args in (["--detect", "maybe"], ["--min-face-score", "1.5"]):
+        result = subprocess.run([sys.executable, "-m", "facegender", "predict", str(portrait()), *args],
+                                capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_detector_files_are_packaged():
+    files = {p.name for p in (Path(__file__).parents[1] / "src" / "facegender" / "models" / "detector").iterdir()}
+    assert {"blazeface_short_range.onnx", "blazeface_full_range.onnx", "README.md"} <= files
