@@ -21,6 +21,11 @@ def cli(*args: str, cwd: Path | None = None, script: str | None = None) -> subpr
     return subprocess.run([*command, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
 
 
+def predict_crops(*args: str) -> list[dict]:
+    """`predict --format json --no-detect`: the generated stand-ins are not faces, each file is one face crop."""
+    return json.loads(cli("predict", *args, "--format", "json", "--no-detect").stdout)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("e2e")
@@ -114,13 +119,15 @@ def test_predict_json_files_folders_globs_and_errors(trained):
         str(run),
         "--format",
         "json",
+        "--no-detect",  # generated stand-ins, not faces: each file is one face crop
     )
     assert result.returncode == 1  # one input unreadable, the others predicted
     rows = json.loads(result.stdout)
     assert len(rows) == 11
     good = [r for r in rows if r["label"] != "error"]
     assert len(good) == 10 and all(r["label"] in ("female", "male") and 0 <= r["p_male"] <= 1 for r in good)
-    assert all(set(r) >= {"file", "label", "p_male", "threshold", "error"} for r in rows)
+    assert all(set(r) == {"file", "face_index", "box", "label", "p_male", "threshold", "error"} for r in rows)
+    assert all(r["face_index"] == 0 and r["box"] == [0, 0, 48, 48] for r in good)
     bad = [r for r in rows if r["label"] == "error"]
     assert bad[0]["p_male"] is None and "bad.jpg" in bad[0]["file"] and bad[0]["error"]
     assert "bad.jpg" in result.stderr and "Traceback" not in result.stderr
@@ -133,18 +140,20 @@ def test_predict_csv_to_file_and_threshold_override(trained):
     out = root / "preds.csv"
     image = next((root / "data" / "val" / "male").iterdir())
     result = cli(
-        "predict", str(image), "--model", str(run), "--format", "csv", "--output", str(out), "--threshold", "0"
-    )
+        "predict", str(image), "--model", str(run), "--format", "csv", "--output", str(out), "--threshold", "0",
+        "--no-detect",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
-    assert lines[0] == "file,label,p_male,threshold,error" and lines[1].split(",")[1:2] == ["male"]
+    assert lines[0] == "file,face_index,box,label,p_male,threshold,error"
+    assert lines[1].split(",")[1:4] == ["0", "0 0 48 48", "male"]
 
 
 def test_keras_and_onnx_models_agree(trained):
     root, run = trained
     val = str(root / "data" / "val")
-    via_onnx = json.loads(cli("predict", val, "--model", str(run / "model.onnx"), "--format", "json").stdout)
-    via_keras = json.loads(cli("predict", val, "--model", str(run / "model.keras"), "--format", "json").stdout)
+    via_onnx = predict_crops(val, "--model", str(run / "model.onnx"))
+    via_keras = predict_crops(val, "--model", str(run / "model.keras"))
     assert [r["file"] for r in via_onnx] == [r["file"] for r in via_keras]
     for a, b in zip(via_onnx, via_keras, strict=True):
         assert abs(a["p_male"] - b["p_male"]) < 1e-3
@@ -209,7 +218,7 @@ def test_train_model_script_writes_h5(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert model.is_file() and model.with_suffix(".json").is_file()
-    result = cli("predict", str(data / "male"), "--model", str(model), "--format", "json")
+    result = cli("predict", str(data / "male"), "--model", str(model), "--format", "json", "--no-detect")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 6
 
@@ -261,10 +270,8 @@ def test_cached_views_training_from_a_config_file(tmp_path):
     assert (run / "history.csv").read_text().count("\n") == 3  # header + head epoch + fine-tuning epoch
     meta = json.loads((run / "model.json").read_text())
     assert meta["crop"] == 0.8 and meta["config"]["cached_views"] == 2
-    via_onnx = json.loads(cli("predict", str(data / "val"), "--model", str(run), "--format", "json").stdout)
-    via_keras = json.loads(
-        cli("predict", str(data / "val"), "--model", str(run / "model.keras"), "--format", "json").stdout
-    )
+    via_onnx = predict_crops(str(data / "val"), "--model", str(run))
+    via_keras = predict_crops(str(data / "val"), "--model", str(run / "model.keras"))
     assert max(abs(a["p_male"] - b["p_male"]) for a, b in zip(via_onnx, via_keras, strict=True)) < 1e-3
 
 
@@ -272,9 +279,9 @@ def test_abstain_band_labels_uncertain(trained):
     root, run = trained
     val = str(root / "data" / "val")
     # the tiny model's outputs all sit near 0.5: a band around it makes every answer 'uncertain'
-    rows = json.loads(cli("predict", val, "--model", str(run), "--format", "json", "--abstain-band", "0.2,0.8").stdout)
+    rows = predict_crops(val, "--model", str(run), "--abstain-band", "0.2,0.8")
     assert rows and all(r["label"] == "uncertain" and r["p_male"] is not None for r in rows)
-    rows = json.loads(cli("predict", val, "--model", str(run), "--format", "json", "--abstain-band", "0.9,0.95").stdout)
+    rows = predict_crops(val, "--model", str(run), "--abstain-band", "0.9,0.95")
     assert all(r["label"] in ("female", "male") for r in rows)
     result = cli("predict", val, "--model", str(run), "--abstain-band", "0.7,0.3")
     assert result.returncode == 2 and "LOW < HIGH" in result.stderr

@@ -203,3 +203,25 @@ def test_bad_detect_arguments_are_usage_errors():
 def test_detector_files_are_packaged():
     files = {p.name for p in (Path(__file__).parents[1] / "src" / "facegender" / "models" / "detector").iterdir()}
     assert {"blazeface_short_range.onnx", "blazeface_full_range.onnx", "README.md"} <= files
+
+
+def test_a_face_crops_model_reads_labelled_photos_as_it_was_trained(tmp_path, detector):
+    import dataclasses
+
+    from facegender.cli import build_parser
+    from facegender.inference import Classifier
+
+    face = Image.open(portrait()).resize((256, 300))
+    scene = tmp_path / "scene.png"
+    paste_two(face, Image.new("RGB", (10, 10)), (900, 500), [(560, 150), (0, 0)]).save(scene)
+    plain = Classifier.load()
+    framed = Classifier.load()
+    framed.info = dataclasses.replace(framed.info, face_crops=True)
+    size, crop = plain.info.image_size, plain.info.crop
+    (_, p_plain), (_, p_framed) = [*plain.predict_files([scene]), *framed.predict_files([scene])]
+    (face_input,) = face_inputs(load_image(scene), size, crop, detector, "auto", face_crops=True)
+    assert p_framed == pytest.approx(float(framed.predict(face_input.image[None])[0]), abs=1e-6)
+    assert p_plain == pytest.approx(float(plain.predict(prepare(load_image(scene), size, crop)[None])[0]), abs=1e-6)
+    np.testing.assert_array_equal(framed.photo_input(load_image(scene)), face_input.image)  # robustness suite too
+    args = build_parser().parse_args(["train", "--data", "d", "--face-crops"])
+    assert args.face_crops is True and build_parser().parse_args(["train", "--data", "d"]).face_crops is None

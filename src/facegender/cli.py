@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=int, dest="image_size")
     t.add_argument("--backbone-weights", dest="backbone_weights", help="imagenet, none, or a weights file path")
     t.add_argument("--seed", type=int)
+    t.add_argument(
+        "--face-crops",
+        action="store_true",
+        default=None,
+        dest="face_crops",
+        help="frame each photo around its detected face, as predict frames faces in other photos",
+    )
     t.add_argument("--out", help="run folder to write (default: runs/train, runs/train2, ...)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
 
@@ -124,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         raise FaceGenderError("train needs --data DIR (or --resume RUN_DIR)")
 
     overrides: dict[str, Any] = cfg.load_overrides(args.config) if args.config else {}
-    for name in ("epochs", "batch_size", "image_size", "backbone_weights", "seed"):
+    for name in ("epochs", "batch_size", "image_size", "backbone_weights", "seed", "face_crops"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     config = cfg.resolve(args.preset, overrides)

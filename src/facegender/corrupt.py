@@ -16,7 +16,7 @@ import numpy as np
 from facegender import metrics
 from facegender.data import Dataset
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import load_image, prepare
+from facegender.images import load_image
 from facegender.inference import Classifier
 from facegender.progress import bar
 
@@ -73,10 +73,10 @@ def robustness_suite(classifier: Classifier, dataset: Dataset, out: Path, seed: 
     if len(set(labels)) < 2:
         raise FaceGenderError("the robustness suite needs readable clean photos of both classes")
     y = np.asarray(labels)
-    size, crop, threshold = classifier.info.image_size, classifier.info.crop, classifier.info.threshold
+    threshold = classifier.info.threshold
 
     def score(images: list[np.ndarray]) -> dict[str, float]:
-        batch = np.stack([prepare(image, size, crop) for image in images])
+        batch = np.stack([classifier.photo_input(image) for image in images])
         p = np.concatenate([classifier.predict(batch[i : i + 64]) for i in range(0, len(batch), 64)])
         pred = metrics.predict_labels(p, threshold)
         return {"accuracy": float(np.mean(pred == y)), "macro_f1": metrics.macro_f1(y, pred)}

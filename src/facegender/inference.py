@@ -125,6 +125,7 @@ class Classifier:
         self.info = info
         self.backend = backend
         self._run = run
+        self._detector: FaceDetector | None = None
 
     @classmethod
     def load(cls, model: str | Path | None = None, threads: int | None = None) -> Classifier:
@@ -198,6 +199,14 @@ class Classifier:
             return np.zeros(0, dtype=np.float32)
         p = self._run(images)
         return p if self.info.temperature == 1.0 else apply_temperature(p, self.info.temperature)
+
+    def photo_input(self, image: np.ndarray) -> np.ndarray:
+        """The network's input for one labelled face photo, read as the model's training photos were."""
+        if self.info.face_crops and self._detector is None:
+            self._detector = FaceDetector(threads=1)
+        mode = "auto" if self.info.face_crops else "off"
+        size, crop = self.info.image_size, self.info.crop
+        return face_inputs(image, size, crop, self._detector, mode, self.info.face_crops, whole_if_none=True)[0].image
 
     def predict_files(
         self,
