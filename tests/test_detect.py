@@ -130,7 +130,7 @@ def test_exif_rotated_photo_boxes_the_upright_face(tmp_path, detector):
     code, rows, stderr = run_predict(str(rotated), "--annotate", str(tmp_path / "drawn"))
     assert code == 0, stderr
     (row,) = rows
-    (expected,) = detector.detect(np.asarray(upright.convert("RGB")))
+    (expected,) = detector.detect(np.asarray(upright.convert("RGB")), crop_first=True)  # as --detect auto
     assert np.abs(np.subtract(row["box"], expected.box)).max() <= 6
     drawn = Image.open(tmp_path / "drawn" / "rotated.jpg")
     assert drawn.size == upright.size  # drawn on the upright photo
@@ -165,7 +165,7 @@ def test_auto_classifies_a_face_crop_on_the_whole_photo_as_trained(tmp_path, det
     (a,), (o,) = auto, off
     assert a["p_male"] == o["p_male"] and a["box"] != o["box"]  # same input; the box says where the face is
     _, on, _ = run_predict(str(crop), "--detect", "on")
-    assert len(on) == 1 and on[0]["box"] == a["box"]
+    assert len(on) == 1 and np.abs(np.subtract(on[0]["box"], a["box"])).max() <= 0.1 * a["box"][2]
 
 
 def test_abstain_band_and_csv_and_table_carry_the_box(tmp_path):
@@ -225,3 +225,15 @@ def test_a_face_crops_model_reads_labelled_photos_as_it_was_trained(tmp_path, de
     np.testing.assert_array_equal(framed.photo_input(load_image(scene)), face_input.image)  # robustness suite too
     args = build_parser().parse_args(["train", "--data", "d", "--face-crops"])
     assert args.face_crops is True and build_parser().parse_args(["train", "--data", "d"]).face_crops is None
+
+
+def test_crop_first_stops_at_a_face_crop_and_searches_other_photos_fully(tmp_path, detector):
+    image = load_image(portrait())
+    (face,) = detector.detect(image)
+    crop = frame_face(image, face.box)
+    (quick,) = detector.detect(crop, crop_first=True)
+    (full,) = [f for f in detector.detect(crop) if abs(centre(f.box)[0] - crop.shape[1] / 2) < 40]
+    assert np.abs(np.subtract(quick.box, full.box)).max() <= 0.1 * full.box[2]
+    scene = np.asarray(paste_two(Image.fromarray(image).resize((256, 300)), Image.new("RGB", (9, 9)),
+                                 (1000, 500), [(40, 100), (0, 0)]))  # fmt: skip
+    assert detector.detect(scene, crop_first=True) == detector.detect(scene)  # not a crop: the full search

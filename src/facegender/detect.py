@@ -113,9 +113,25 @@ class FaceDetector:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._networks.append((network, session, _anchors(network)))
 
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, crop_first: bool = False) -> list[Face]:
+        """Every face found, best score first.
+
+        With crop_first, a photo in which the short-range network alone already finds a face crop's face
+        (central_face) returns just that face, without running the full-range network (about two thirds of the
+        detection time).
+        """
         height, width = image.shape[:2]
-        found = [self._run(network, session, anchors, image) for network, session, anchors in self._networks]
+        (short, short_session, short_anchors), (full, full_session, full_anchors) = self._networks
+        found = [self._run(short, short_session, short_anchors, image)]
+        if crop_first:
+            central = central_face(self._faces(found, width, height), width, height)
+            if central is not None:
+                return [central]
+        found.append(self._run(full, full_session, full_anchors, image))
+        return self._faces(found, width, height)
+
+    def _faces(self, found: list[tuple[np.ndarray, np.ndarray]], width: int, height: int) -> list[Face]:
+        """Boxes and scores from the networks merged by weighted NMS into faces inside the image."""
         boxes = np.concatenate([b for b, _ in found])
         scores = np.concatenate([s for _, s in found])
         boxes, scores = weighted_nms(boxes, scores)
@@ -192,7 +208,7 @@ def face_inputs(
     height, width = image.shape[:2]
     if detector is None or mode == "off":
         return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
-    faces = detector.detect(image)
+    faces = detector.detect(image, crop_first=mode == "auto")
     if mode == "auto":
         central = central_face(faces, width, height)
         if central is not None:
