@@ -236,4 +236,59 @@ def test_crop_first_stops_at_a_face_crop_and_searches_other_photos_fully(tmp_pat
     assert np.abs(np.subtract(quick.box, full.box)).max() <= 0.1 * full.box[2]
     scene = np.asarray(paste_two(Image.fromarray(image).resize((256, 300)), Image.new("RGB", (9, 9)),
                                  (1000, 500), [(40, 100), (0, 0)]))  # fmt: skip
-    assert detector.detect(scene, crop_first=True) == detector.detect(scene)  # not a crop: the full search
+    found = detector.detect(scene)
+    assert len(found) == 1 and detector.detect(scene, crop_first=True) == found  # not a crop: the full search
+
+
+def test_boxes_map_back_through_the_letterbox_on_tall_and_wide_photos(detector):
+    face = Image.open(portrait()).resize((256, 300))
+    (alone,) = detector.detect(np.asarray(face))
+    for canvas, at in (((256, 900), (0, 560)), ((1000, 300), (700, 0)), ((1000, 300), (0, 0))):
+        picture = Image.new("RGB", canvas, (110, 120, 105))
+        picture.paste(face, at)
+        (found,) = detector.detect(np.asarray(picture))  # the face is smaller in the network's input here
+        x, y = centre(alone.box)
+        offset = np.subtract(centre(found.box), (x + at[0], y + at[1]))
+        assert np.abs(offset).max() <= 0.2 * alone.box[2], (canvas, found.box, alone.box)  # padding (~350 px) undone
+        assert 0.85 < found.box[2] / alone.box[2] < 1.15, (canvas, found.box, alone.box)  # scale undone
+
+
+def test_a_face_cut_by_the_edge_keeps_its_whole_extent_for_framing(detector):
+    image = load_image(portrait())
+    shifted = np.ascontiguousarray(image[:, 230:])  # the face's left third is cut off
+    (face,) = detector.detect(shifted)
+    assert face.box[0] == 0 and face.extent[0] < 0 and face.extent[2] > face.box[2] and not face.inside
+    assert frame_face(shifted, face.extent).shape[0] == round(FACE_FRAMING_SIDE * face.extent[2])
+
+
+def test_two_people_near_the_centre_are_two_faces_not_a_crop(tmp_path):
+    face = Image.open(portrait()).resize((200, 234))
+    path = tmp_path / "couple.png"
+    paste_two(face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (560, 420), [(90, 90), (270, 90)]).save(path)
+    code, rows, stderr = run_predict(str(path))  # --detect auto
+    assert code == 0, stderr
+    assert_two_faces_in_place(rows, [(90, 90, 290, 324), (270, 90, 470, 324)])
+
+
+def test_odd_photos_give_answers_not_tracebacks(tmp_path):
+    photos = tmp_path / "odd"
+    photos.mkdir()
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(photos / "dot.png")
+    Image.new("RGB", (5000, 3), (90, 90, 90)).save(photos / "strip.png")
+    Image.open(portrait()).convert("L").save(photos / "grey.png")
+    Image.open(portrait()).convert("RGBA").save(photos / "alpha.png")
+    code, rows, stderr = run_predict(str(photos), "--annotate", str(tmp_path / "drawn"))
+    assert code == 0 and "Traceback" not in stderr, stderr
+    labels = {Path(r["file"]).name: r["label"] for r in rows}
+    assert labels["dot.png"] == labels["strip.png"] == "no_face"
+    assert labels["grey.png"] in ("female", "male") and labels["alpha.png"] in ("female", "male")
+
+
+def test_annotate_never_replaces_a_file_already_in_the_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "grace_hopper.jpg").write_bytes(b"mine")
+    code, _, stderr = run_predict(str(portrait()), "--annotate", str(out))
+    assert code == 0, stderr
+    assert (out / "grace_hopper.jpg").read_bytes() == b"mine"
+    assert Image.open(out / "grace_hopper-2.jpg").size == (512, 600)

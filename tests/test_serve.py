@@ -187,3 +187,14 @@ def test_page_in_chromium_shows_each_face(live_server, tmp_path):
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 5_000
+
+
+def test_a_missing_detector_fails_only_the_requests_that_detect(onnx_model, tmp_path, monkeypatch):
+    import facegender.detect
+
+    monkeypatch.setattr(facegender.detect, "DETECTOR_DIR", tmp_path)  # as if the install lost the files
+    client = TestClient(create_app(onnx_model))  # starts: the detector is loaded on first use
+    files = {"file": ("face.png", png_bytes(), "image/png")}
+    failed = client.post("/predict", files=files)
+    assert failed.status_code == 503 and "detect=off" in failed.json()["error"]
+    assert client.post("/predict?detect=off", files=files).json()["results"][0]["label"] in ("female", "male")

@@ -15,7 +15,8 @@ COLOURS = {"male": (30, 110, 230), "female": (225, 40, 130), "uncertain": (140, 
 
 
 class Annotator:
-    """Writes annotated copies into one folder; two inputs with the same name get `name-2.jpg`, `name-3.jpg`."""
+    """Writes annotated copies into one folder. A name already taken (by another input or a file already in the
+    folder) gets `name-2.jpg`, `name-3.jpg`, ...: nothing there is ever replaced."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -43,7 +44,7 @@ class Annotator:
         jpeg = source.suffix.lower() in (".jpg", ".jpeg")
         stem, suffix = source.stem, (source.suffix if jpeg else ".png")
         name, n = f"{stem}{suffix}", 1
-        while name.lower() in self._taken:
+        while name.lower() in self._taken or (self.folder / name).exists():  # never replace a file already there
             n += 1
             name = f"{stem}-{n}{suffix}"
         self._taken.add(name.lower())

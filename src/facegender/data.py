@@ -215,9 +215,11 @@ def load_images(
     def work(path: Path) -> np.ndarray | ImageError:
         try:
             image = load_image(path)
+            return face_inputs(image, size, crop, detector, "auto", face_crops=True, whole_if_none=True)[0].image
         except ImageError as exc:
             return exc
-        return face_inputs(image, size, crop, detector, "auto", face_crops=True, whole_if_none=True)[0].image
+        except Exception as exc:  # e.g. out of memory on one huge photo: named and skipped like unreadable ones
+            return ImageError(str(path), f"could not process the image ({type(exc).__name__}: {exc})")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for index, result in enumerate(pool.map(work, files)):

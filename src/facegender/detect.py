@@ -31,10 +31,18 @@ CROP_SIDE_RANGE = (1.5, 3.5)
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: box (x, y, width, height) in pixels of the upright image, and the detector's score."""
+    """One detected face, in pixels of the upright image: `box` (x, y, width, height) is the part inside the
+    image, `extent` the whole face as detected, which may reach past the image's edges (it is what framing
+    and size checks use); and the detector's score."""
 
     box: tuple[int, int, int, int]
     score: float
+    extent: tuple[int, int, int, int]
+
+    @property
+    def inside(self) -> bool:
+        """Whether the whole face lies inside the image."""
+        return self.box == self.extent
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,12 @@ class FaceDetector:
             path = DETECTOR_DIR / network.file
             if not path.is_file():
                 raise FaceGenderError(f"face detector model missing: {path}; reinstall facegender or use --no-detect")
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:
+                raise FaceGenderError(
+                    f"face detector model {path} could not be loaded ({exc}); reinstall facegender or use --no-detect"
+                ) from None
             self._networks.append((network, session, _anchors(network)))
 
     def detect(self, image: np.ndarray, crop_first: bool = False) -> list[Face]:
@@ -136,11 +149,14 @@ class FaceDetector:
         scores = np.concatenate([s for _, s in found])
         boxes, scores = weighted_nms(boxes, scores)
         faces = []
-        for (x0, y0, x1, y1), score in zip(boxes, scores, strict=True):
-            x0, y0 = max(0, round(float(x0))), max(0, round(float(y0)))
-            x1, y1 = min(width, round(float(x1))), min(height, round(float(y1)))
-            if x1 - x0 >= MIN_FACE_PIXELS and y1 - y0 >= MIN_FACE_PIXELS:
-                faces.append(Face((x0, y0, x1 - x0, y1 - y0), round(float(score), 4)))
+        for corners, score in zip(boxes, scores, strict=True):
+            x0, y0, x1, y1 = (round(float(v)) for v in corners)
+            if x1 - x0 < MIN_FACE_PIXELS or y1 - y0 < MIN_FACE_PIXELS:
+                continue
+            cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+            if cx1 - cx0 < 1 or cy1 - cy0 < 1:
+                continue  # entirely outside the image
+            faces.append(Face((cx0, cy0, cx1 - cx0, cy1 - cy0), round(float(score), 4), (x0, y0, x1 - x0, y1 - y0)))
         return faces
 
     def _run(
@@ -172,12 +188,18 @@ def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, 
 
 
 def central_face(faces: list[Face], width: int, height: int) -> Face | None:
-    """The face that makes a `width` x `height` photo a face crop framed like the training photos, if any."""
+    """The face that makes a `width` x `height` photo a face crop framed like the training photos, if any.
+
+    That is a face in the photo's centre at the training photos' scale, with no other face at least half its
+    width wholly inside the photo (people cut by the edge of a crop are common; a second whole face of that
+    size makes it a photo of two people).
+    """
     for face in faces:  # best score first
-        x, y, w, h = face.box
+        x, y, w, h = face.extent
         centred = abs(x + w / 2 - width / 2) <= 0.15 * width and abs(y + h / 2 - height / 2) <= 0.2 * height
         if centred and CROP_SIDE_RANGE[0] <= min(width, height) / w <= CROP_SIDE_RANGE[1]:
-            return face
+            others = [f for f in faces if f is not face and f.inside and f.extent[2] >= w / 2]
+            return None if others else face
     return None
 
 
@@ -212,8 +234,9 @@ def face_inputs(
     if mode == "auto":
         central = central_face(faces, width, height)
         if central is not None:
-            framed = frame_face(image, central.box) if face_crops else image
+            framed = frame_face(image, central.extent, 4 * size) if face_crops else image
             return [FaceInput(central.box, prepare(framed, size, crop))]
     if not faces and whole_if_none:
         return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
-    return [FaceInput(face.box, prepare(frame_face(image, face.box), size, crop)) for face in faces]
+    # a square over 4x the input side is scaled down first: bounded memory, the same result after prepare
+    return [FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size), size, crop)) for face in faces]

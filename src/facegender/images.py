@@ -109,20 +109,34 @@ FACE_FRAMING_SIDE = 2.38
 FACE_FRAMING_RAISE = 0.11
 
 
-def frame_face(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def frame_face(image: np.ndarray, box: tuple[int, int, int, int], max_side: int | None = None) -> np.ndarray:
     """The square around a face box (x, y, width, height) framed like the training photos.
 
-    Parts of the square outside the image are filled by repeating the edge pixels. `prepare` then makes the
-    classifier's input from it exactly as from a training photo.
+    Parts of the square outside the image are filled by repeating the edge pixels. With max_side, a larger
+    square is scaled down to that side (bilinear, as `prepare` resizes) before the padding, so a close-up in
+    a large photo never makes a large array. `prepare` then makes the classifier's input from the square
+    exactly as from a training photo.
     """
-    x, y, width, height = box
-    side = max(1, round(FACE_FRAMING_SIDE * width))
-    centre_x = x + width / 2
-    centre_y = y + height / 2 - FACE_FRAMING_RAISE * width
-    left, top = round(centre_x - side / 2), round(centre_y - side / 2)
-    rows = np.clip(np.arange(top, top + side), 0, image.shape[0] - 1)
-    cols = np.clip(np.arange(left, left + side), 0, image.shape[1] - 1)
-    return image[rows[:, None], cols[None, :]]
+    height, width = image.shape[:2]
+    x, y, w, h = box
+    side = max(1, round(FACE_FRAMING_SIDE * w))
+    left = round(x + w / 2 - side / 2)
+    top = round(y + h / 2 - FACE_FRAMING_RAISE * w - side / 2)
+    # the part of the square inside the image (at least one pixel, the nearest, when it lies outside)
+    x0, y0 = min(max(0, left), width - 1), min(max(0, top), height - 1)
+    x1, y1 = max(min(width, left + side), x0 + 1), max(min(height, top + side), y0 + 1)
+    part = image[y0:y1, x0:x1]
+    pad_top, pad_left = y0 - top, x0 - left
+    out = side
+    if max_side is not None and side > max_side:
+        scale = max_side / side
+        new_w, new_h = max(1, round(part.shape[1] * scale)), max(1, round(part.shape[0] * scale))
+        part = np.asarray(Image.fromarray(part).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        pad_top, pad_left, out = round(pad_top * scale), round(pad_left * scale), max_side
+    pad_top, pad_left = min(max(0, pad_top), out - 1), min(max(0, pad_left), out - 1)
+    part = part[: out - pad_top, : out - pad_left]
+    pads = ((pad_top, out - pad_top - part.shape[0]), (pad_left, out - pad_left - part.shape[1]), (0, 0))
+    return np.pad(part, pads, mode="edge")
 
 
 def load_prepared(path: str | Path, size: int, crop: float = 1.0) -> np.ndarray:

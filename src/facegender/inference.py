@@ -251,6 +251,8 @@ class Classifier:
                 return face_inputs(load_image(path), size, crop, detector, detect, face_crops, whole_if_none)
             except ImageError as exc:
                 return exc
+            except Exception as exc:  # one photo that breaks the detector or runs out of memory: name it, go on
+                return ImageError(str(path), f"could not process the image ({type(exc).__name__}: {exc})")
 
         chunk = 8 * batch_size
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -150,9 +150,9 @@ def predict(
 
 def _annotator(folder: Path, files: list[Path]) -> Annotator:
     folder = folder.resolve()
-    if any(path.resolve().parent == folder for path in files):
-        raise FaceGenderError(f"--annotate {folder} holds photos being predicted; choose another folder so none is "
-                              "overwritten")  # fmt: skip
+    if any(path.resolve().is_relative_to(folder) for path in files):
+        raise FaceGenderError(f"--annotate {folder} holds photos being predicted; choose a folder outside the inputs "
+                              "so that no photo is overwritten or read back")  # fmt: skip
     ensure_writable(folder, "--annotate folder")
     return Annotator(folder)
 

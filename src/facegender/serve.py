@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegender import __version__
 from facegender.detect import FaceDetector, face_inputs
-from facegender.errors import ImageError
+from facegender.errors import FaceGenderError, ImageError
 from facegender.images import decode_image
 from facegender.inference import Classifier
 from facegender.predict import error_row, face_rows
@@ -48,7 +48,16 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI application serving one loaded model."""
     classifier = Classifier.load(model)
-    detector = FaceDetector(threads=1)  # requests run in parallel threads instead
+    detectors: list[FaceDetector] = []  # made on the first request that detects; requests run in parallel threads
+
+    def detector() -> FaceDetector:
+        if not detectors:
+            try:
+                detectors.append(FaceDetector(threads=1))
+            except FaceGenderError as exc:
+                raise ApiError(503, f"{exc} (or send detect=off)") from None
+        return detectors[0]
+
     limiter = anyio.CapacityLimiter(max(1, workers))
     max_bytes = int(max_upload_mb * 1024 * 1024)
     info = classifier.info
@@ -92,9 +101,8 @@ def create_app(
         for name, data in items:
             try:
                 image = decode_image(data, name)
-                decoded.append(
-                    (name, face_inputs(image, info.image_size, info.crop, detector, detect, info.face_crops))
-                )
+                finder = detector() if detect != "off" else None
+                decoded.append((name, face_inputs(image, info.image_size, info.crop, finder, detect, info.face_crops)))
             except ImageError as exc:
                 decoded.append((name, exc.reason))
         faces = [face for _, found in decoded if isinstance(found, list) for face in found]
