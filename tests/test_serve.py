@@ -58,6 +58,10 @@ def test_predict_finds_faces(client):
     assert [(r["file"], r["label"], r["box"]) for r in rows] == [("temple.jpg", "no_face", None),
                                                                  ("synthetic.png", "no_face", None)]  # fmt: skip
     assert client.post("/predict?detect=sometimes", files=files[1:]).status_code == 422
+    unsure = client.post("/predict?detect=off&abstain_band=0,1", files={"file": ("s.png", png_bytes(), "image/png")})
+    assert unsure.json()["results"][0]["label"] == "uncertain"
+    bad_band = client.post("/predict?abstain_band=0.7,0.2", files={"file": ("s.png", png_bytes(), "image/png")})
+    assert bad_band.status_code == 422 and "abstain_band" in bad_band.json()["error"]
 
 
 def test_content_is_checked_by_decoding_not_by_name(client):

@@ -23,8 +23,12 @@ from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
 from facegender.images import decode_image
 from facegender.inference import Classifier
-from facegender.predict import error_row, face_rows
+from facegender.predict import error_row, face_rows, parse_band
 
+Band = Annotated[
+    str | None,
+    Query(description="LOW,HIGH: faces whose p(male) lies strictly between get the label 'uncertain'"),
+]
 Detect = Annotated[
     Literal["auto", "on", "off"],
     Query(description="auto: a face crop is one face, other photos every face found; on: always find faces; "
@@ -96,7 +100,15 @@ def create_app(
             raise ApiError(415, f"{name}: empty upload; send a JPEG, PNG, BMP or WebP image")
         return name, data
 
-    def classify(items: list[tuple[str, bytes]], detect: str) -> list[dict[str, Any]]:
+    def band(text: str | None) -> tuple[float, float] | None:
+        try:
+            return parse_band(text)
+        except FaceGenderError as exc:
+            raise ApiError(422, str(exc).replace("--abstain-band", "abstain_band")) from None
+
+    def classify(
+        items: list[tuple[str, bytes]], detect: str, abstain: tuple[float, float] | None = None
+    ) -> list[dict[str, Any]]:
         decoded = []
         for name, data in items:
             try:
@@ -110,7 +122,7 @@ def create_app(
         rows = []
         for name, found in decoded:
             if isinstance(found, list):
-                rows.extend(face_rows(name, [(f.box, float(next(probs))) for f in found], info.threshold))
+                rows.extend(face_rows(name, [(f.box, float(next(probs))) for f in found], info.threshold, abstain))
             else:
                 rows.append(error_row(name, found, info.threshold))
         return rows
@@ -123,25 +135,28 @@ def create_app(
 
     @app.post("/predict")
     async def predict_one(
-        file: Annotated[UploadFile, File(description="one image")], detect: Detect = "auto"
+        file: Annotated[UploadFile, File(description="one image")], detect: Detect = "auto", abstain_band: Band = None
     ) -> dict[str, Any]:
         """Classify the faces in one image: one result per face, or one 'no_face' result. 413 if too large,
         415 if it is not an image."""
         item = await read_upload(file)
-        rows = await anyio.to_thread.run_sync(classify, [item], detect, limiter=limiter)
+        rows = await anyio.to_thread.run_sync(classify, [item], detect, band(abstain_band), limiter=limiter)
         if rows[0]["label"] == "error":
             raise ApiError(415, f"{item[0]}: {rows[0]['error']}")
         return {"results": rows}
 
     @app.post("/predict/batch")
     async def predict_batch(
-        files: Annotated[list[UploadFile], File(description="several images")], detect: Detect = "auto"
+        files: Annotated[list[UploadFile], File(description="several images")],
+        detect: Detect = "auto",
+        abstain_band: Band = None,
     ) -> dict[str, Any]:
         """Classify the faces in several images; unreadable ones come back with label 'error' and a message."""
         if len(files) > max_batch_files:
             raise ApiError(413, f"{len(files)} files in one batch; the limit is {max_batch_files}")
         items = [await read_upload(f) for f in files]
-        return {"results": await anyio.to_thread.run_sync(classify, items, detect, limiter=limiter)}
+        abstain = band(abstain_band)
+        return {"results": await anyio.to_thread.run_sync(classify, items, detect, abstain, limiter=limiter)}
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
