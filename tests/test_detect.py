@@ -292,3 +292,12 @@ def test_annotate_never_replaces_a_file_already_in_the_folder(tmp_path):
     assert code == 0, stderr
     assert (out / "grace_hopper.jpg").read_bytes() == b"mine"
     assert Image.open(out / "grace_hopper-2.jpg").size == (512, 600)
+
+
+def test_a_faint_face_is_found_on_the_second_look(detector):
+    image = load_image(portrait()).astype(float)
+    faint = (image * 0.02 + 200 * 0.98).astype(np.uint8)  # thick fog: 2 % of the contrast left
+    assert detector._search(faint, crop_first=False) == []  # the first look misses it
+    (face,) = detector.detect(faint)
+    (clear,) = detector.detect(image.astype(np.uint8))
+    assert np.abs(np.subtract(face.box, clear.box)).max() <= 0.1 * clear.box[2]

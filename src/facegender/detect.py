@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facegender.errors import FaceGenderError
 from facegender.images import frame_face, prepare
@@ -131,8 +131,17 @@ class FaceDetector:
 
         With crop_first, a photo in which the short-range network alone already finds a face crop's face
         (central_face) returns just that face, without running the full-range network (about two thirds of the
-        detection time).
+        detection time). A photo in which nothing is found gets a second look with its contrast stretched
+        (fog and haze hide faces from the detector; the boxes are the same pixels).
         """
+        faces = self._search(image, crop_first)
+        for enhance in (_stretch_contrast, _equalize) if not faces else ():
+            faces = self._search(enhance(image), crop_first)
+            if faces:
+                break
+        return faces
+
+    def _search(self, image: np.ndarray, crop_first: bool) -> list[Face]:
         height, width = image.shape[:2]
         (short, short_session, short_anchors), (full, full_session, full_anchors) = self._networks
         found = [self._run(short, short_session, short_anchors, image)]
@@ -173,6 +182,16 @@ class FaceDetector:
         corners = np.concatenate([centre - half, centre + half], axis=1) * network.size
         corners -= (pad_x, pad_y, pad_x, pad_y)
         return corners / scale, scores[keep]
+
+
+def _stretch_contrast(image: np.ndarray) -> np.ndarray:
+    """Levels stretched so that 5 % of the pixels clip at each end (Pillow's autocontrast)."""
+    return np.asarray(ImageOps.autocontrast(Image.fromarray(image), cutoff=5))
+
+
+def _equalize(image: np.ndarray) -> np.ndarray:
+    """Histogram equalisation (Pillow)."""
+    return np.asarray(ImageOps.equalize(Image.fromarray(image)))
 
 
 def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
