@@ -301,3 +301,29 @@ def test_a_faint_face_is_found_on_the_second_look(detector):
     (face,) = detector.detect(faint)
     (clear,) = detector.detect(image.astype(np.uint8))
     assert np.abs(np.subtract(face.box, clear.box)).max() <= 0.1 * clear.box[2]
+
+
+def test_train_with_face_crops_end_to_end(tmp_path):
+    pytest.importorskip("keras")
+    face = Image.open(portrait()).resize((128, 150))
+    for split, count in (("train", 4), ("val", 2)):
+        for label in ("female", "male"):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):  # the face somewhere in a larger scene: framing must find it
+                picture = face if label == "female" else face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                paste_two(picture, Image.new("RGB", (4, 4)), (420, 300), [(20 + 60 * i, 40 + 20 * i), (0, 0)]).save(
+                    folder / f"{label}{i}.png"
+                )
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"image_size": 64, "crop": 0.85, "head_epochs": 1, "epochs": 1, "cached_views": 2,
+                                  "backbone_weights": "none", "batch_size": 4}))  # fmt: skip
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "facegender", "train", "--data", str(tmp_path / "data" / "train"), "--val",
+               str(tmp_path / "data" / "val"), "--config", str(config), "--face-crops", "--out", str(run)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["face_crops"] is True and meta["config"]["face_crops"] is True
+    code, rows, stderr = run_predict(str(tmp_path / "data" / "val" / "male"), "--model", str(run))
+    assert code == 0 and len(rows) == 2 and all(r["label"] in ("female", "male") for r in rows), stderr

@@ -244,7 +244,9 @@ def face_inputs(
     mode "off" (or no detector): the whole photo is one face crop. "on": every detected face, framed by
     frame_face like the training photos. "auto": a photo that is already a face crop (central_face) gives one
     face, classified on the whole photo as in training (or framed by frame_face for a model trained with
-    face_crops); any other photo as "on". Training with face_crops, evaluation and prediction all use this.
+    face_crops); any other photo as "on". With whole_if_none, a photo where no face is found gives the whole
+    photo as one face (how labelled photos are read for training and evaluation with face_crops).
+    Training with face_crops, evaluation, the robustness suite, prediction and the web service all use this.
     """
     height, width = image.shape[:2]
     if detector is None or mode == "off":
