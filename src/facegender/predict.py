@@ -133,8 +133,8 @@ def predict(
     classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
     cut = classifier.info.threshold if threshold is None else threshold
-    yield from (dict(row, threshold=cut) for row in missing)
     annotator = _annotator(Path(annotate), files) if annotate is not None else None
+    yield from (dict(row, threshold=cut) for row in missing)
     with bar(len(files), "predict") as progress:
         results = classifier.predict_faces(files, batch_size, progress.update, detect=detect,
                                            min_face_score=min_face_score)  # fmt: skip
