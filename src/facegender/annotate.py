@@ -55,7 +55,13 @@ class Annotator:
         return path
 
 
-def _caption(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, colour: tuple[int, int, int], font) -> None:
+def _caption(
+    draw: ImageDraw.ImageDraw,
+    at: tuple[int, int],
+    text: str,
+    colour: tuple[int, int, int],
+    font: ImageFont.FreeTypeFont,
+) -> None:
     left, top, right, bottom = draw.textbbox(at, text, font=font)
     draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=colour)
     draw.text(at, text, fill=(255, 255, 255), font=font)
