@@ -44,6 +44,12 @@ def test_anchor_layout_matches_the_networks(detector):
     np.testing.assert_allclose(first, [[1 / 32, 1 / 32]] * 2 + [[3 / 32, 1 / 32]] * 2)
 
 
+def test_nested_boxes_are_one_face():
+    boxes = np.array([[100, 100, 200, 200], [90, 80, 230, 220], [120, 110, 160, 150]], dtype=np.float32)
+    kept, scores = weighted_nms(boxes, np.array([0.9, 0.7, 0.6], dtype=np.float32))  # IoU 0.51 and 0.16
+    assert len(kept) == 1 and scores[0] == pytest.approx(0.9)
+
+
 def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=np.float32)
     scores = np.array([0.9, 0.6, 0.8], dtype=np.float32)
@@ -297,7 +303,7 @@ def test_annotate_never_replaces_a_file_already_in_the_folder(tmp_path):
 def test_a_faint_face_is_found_on_the_second_look(detector):
     image = load_image(portrait()).astype(float)
     faint = (image * 0.02 + 200 * 0.98).astype(np.uint8)  # thick fog: 2 % of the contrast left
-    assert detector._search(faint, crop_first=False) == []  # the first look misses it
+    assert detector._search(Image.fromarray(faint), crop_first=False) == []  # the first look misses it
     (face,) = detector.detect(faint)
     (clear,) = detector.detect(image.astype(np.uint8))
     assert np.abs(np.subtract(face.box, clear.box)).max() <= 0.1 * clear.box[2]
@@ -327,3 +333,16 @@ def test_train_with_face_crops_end_to_end(tmp_path):
     assert meta["face_crops"] is True and meta["config"]["face_crops"] is True
     code, rows, stderr = run_predict(str(tmp_path / "data" / "val" / "male"), "--model", str(run))
     assert code == 0 and len(rows) == 2 and all(r["label"] in ("female", "male") for r in rows), stderr
+
+
+def test_small_faces_in_a_large_photo_are_found_in_tiles(detector):
+    face = Image.open(portrait()).resize((128, 150))  # a face about 50 px wide: 2.5 % of the photo's width
+    picture = Image.new("RGB", (2000, 1300), (110, 120, 105))
+    for x, y in ((300, 200), (1500, 900)):
+        picture.paste(face, (x, y))
+    assert len(detector._search(Image.fromarray(np.asarray(picture)).resize((500, 325)), False)) == 0  # too small
+    faces = sorted(detector.detect(np.asarray(picture)), key=lambda f: f.box[0])
+    assert len(faces) == 2, faces
+    for found, (x, y) in zip(faces, ((300, 200), (1500, 900)), strict=True):
+        cx, cy = centre(found.box)
+        assert x < cx < x + 128 and y < cy < y + 150 and 35 <= found.box[2] <= 70
