@@ -265,7 +265,7 @@ def test_cached_views_training_from_a_config_file(tmp_path):
     run = tmp_path / "run"
     result = cli("train", "--data", str(data), "--config", str(config), "--out", str(run))
     assert result.returncode == 0, result.stderr
-    assert "cached 2 views x 16 images at block_12_add" in result.stderr
+    assert "cached 2 views x 16 images at block_9_add" in result.stderr
     assert "1 validation image(s) also appear in the training data" in result.stderr
     assert (run / "history.csv").read_text().count("\n") == 3  # header + head epoch + fine-tuning epoch
     meta = json.loads((run / "model.json").read_text())
