@@ -81,8 +81,8 @@ def _anchors(network: _Network) -> np.ndarray:
     return np.concatenate(anchors)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x0, y0, x1, y1) box with each of `boxes`."""
+def _overlaps(box: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection areas of one (x0, y0, x1, y1) box with each of `boxes`, its area and theirs."""
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])
     x1 = np.minimum(box[2], boxes[:, 2])
@@ -90,18 +90,18 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter, area, areas
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (x0, y0, x1, y1) box with each of `boxes`."""
+    inter, area, areas = _overlaps(box, boxes)
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
 def _inside_share(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """For each of `boxes`, the share of the smaller of it and `box` that their intersection covers."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inter, area, areas = _overlaps(box, boxes)
     return inter / np.maximum(np.minimum(area, areas), 1e-12)
 
 
