@@ -239,7 +239,7 @@ def test_predict_and_evaluate_with_onnx_import_no_tensorflow(trained):
 
 
 def test_cached_views_training_from_a_config_file(tmp_path):
-    """The fast path: cached lower-backbone activations of augmented views, two phases, cosine schedule."""
+    """The fast path: cached lower-backbone activations of augmented views mixed up, two phases, cosine schedule."""
     data = tmp_path / "data"
     make_dataset(data / "train", n_female=6, n_male=10, seed=0)
     make_dataset(data / "val", n_female=3, n_male=4, seed=1)
@@ -253,6 +253,7 @@ def test_cached_views_training_from_a_config_file(tmp_path):
                 "crop": 0.8,
                 "cached_views": 2,
                 "adverse": 0.5,
+                "mixup": 0.4,
                 "head_epochs": 1,
                 "epochs": 1,
                 "learning_rate": 1e-4,
@@ -269,7 +270,7 @@ def test_cached_views_training_from_a_config_file(tmp_path):
     assert "1 validation image(s) also appear in the training data" in result.stderr
     assert (run / "history.csv").read_text().count("\n") == 3  # header + head epoch + fine-tuning epoch
     meta = json.loads((run / "model.json").read_text())
-    assert meta["crop"] == 0.8 and meta["config"]["cached_views"] == 2
+    assert meta["crop"] == 0.8 and meta["config"]["cached_views"] == 2 and meta["config"]["mixup"] == 0.4
     via_onnx = predict_crops(str(data / "val"), "--model", str(run))
     via_keras = predict_crops(str(data / "val"), "--model", str(run / "model.keras"))
     assert max(abs(a["p_male"] - b["p_male"]) for a, b in zip(via_onnx, via_keras, strict=True)) < 1e-3

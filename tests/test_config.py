@@ -39,6 +39,8 @@ def test_json_config_and_run_model_json(tmp_path):
         ({"epochz": 3}, "unknown config field 'epochz'"),
         ({"crop": 2.0}, "crop must be"),
         ({"epochs": "x"}, "must be int"),
+        ({"mixup": -0.1}, "mixup must be >= 0"),
+        ({"mixup": 0.4}, "mixup needs cached_views > 0"),  # the seed preset streams: nothing cached to mix
     ],
 )
 def test_bad_values_are_refused_with_the_field_named(overrides, message):

@@ -61,6 +61,9 @@ class Config:
     cached_views: int = 0
     cache_layer: str = "block_12_add"
     schedule: str = "plateau"  # "plateau" (ReduceLROnPlateau) or "cosine" (cosine decay over the epochs)
+    # Mixup of cached views: each training example is blended with another, features and labels alike, with a
+    # weight drawn from Beta(mixup, mixup) (0: off). Needs cached_views.
+    mixup: float = 0.0
 
     # Class balancing: repeat minority-class images until the classes match; weight the loss by class.
     oversample: bool = True
@@ -95,6 +98,8 @@ class Config:
             (0.0 <= self.zoom < 1.0 and 0.0 <= self.brightness < 1.0, "zoom and brightness must be in [0, 1)"),
             (0.0 <= self.adverse <= 1.0, "adverse must be a probability in [0, 1]"),
             (0 <= self.cached_views <= 64, "cached_views must be in [0, 64]"),
+            (self.mixup >= 0.0, "mixup must be >= 0 (0: off)"),
+            (self.mixup == 0.0 or self.cached_views > 0, "mixup needs cached_views > 0"),
             (self.schedule in ("plateau", "cosine"), "schedule must be 'plateau' or 'cosine'"),
             (self.monitor in ("val_loss", "val_auc"), "monitor must be 'val_loss' or 'val_auc'"),
         ]

@@ -210,6 +210,13 @@ def _read_history(path: Path) -> dict[str, list[float]]:
     return history
 
 
+def _hard_accuracy(y_true, y_pred):  # type: ignore[no-untyped-def]
+    """Binary accuracy against the rounded label, so that mixup's blended labels still count as a class."""
+    import keras
+
+    return keras.metrics.binary_accuracy(keras.ops.round(y_true), y_pred)
+
+
 def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds, steps):  # type: ignore[no-untyped-def]
     """Phase 1 (head_epochs): head only on a frozen backbone. Phase 2 (epochs): the top trainable_layers too.
 
@@ -229,7 +236,7 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=make_loss(config),
-            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+            metrics=[keras.metrics.MeanMetricWrapper(_hard_accuracy, name="accuracy"), keras.metrics.AUC(name="auc")],
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
             model.fit(
@@ -366,14 +373,30 @@ def _fit_cached(session, model, x_train, y_train, indices, x_val, y_val, rng):  
 
     def make_train(epochs: int):  # type: ignore[no-untyped-def]
         count = steps * config.batch_size
-        order = np.concatenate([np.resize(rng.permutation(indices), count) for _ in range(epochs)])
-        chosen = rng.integers(0, config.cached_views, len(order))
-        ds = tf.data.Dataset.from_tensor_slices((chosen.astype(np.int64), order.astype(np.int64)))
+
+        def draw() -> tuple[np.ndarray, np.ndarray]:  # (view, image) of every example of every epoch
+            order = np.concatenate([np.resize(rng.permutation(indices), count) for _ in range(epochs)])
+            return rng.integers(0, config.cached_views, len(order)), order
+
+        view, index = draw()
+        if config.mixup:  # a partner example per example, and the share of the first (NumPy-seeded: reproducible)
+            partner_view, partner_index = draw()
+            share = rng.beta(config.mixup, config.mixup, len(index))
+        else:
+            partner_view, partner_index, share = view, index, np.ones(len(index))
+        picks = tuple(a.astype(np.int64) for a in (view, index, partner_view, partner_index))
+        ds = tf.data.Dataset.from_tensor_slices((*picks, share.astype(np.float32)))
         return ds.batch(config.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-    def gather(view, index):  # type: ignore[no-untyped-def]
-        features = tf.gather_nd(features_t, tf.stack([view, index], axis=1))
-        return tf.cast(features, tf.float32), tf.gather(labels_t, index)
+    def gather(view, index, partner_view, partner_index, share):  # type: ignore[no-untyped-def]
+        first = tf.cast(tf.gather_nd(features_t, tf.stack([view, index], axis=1)), tf.float32)
+        labels = tf.gather(labels_t, index)
+        if not config.mixup:
+            return first, labels
+        second = tf.cast(tf.gather_nd(features_t, tf.stack([partner_view, partner_index], axis=1)), tf.float32)
+        share = tf.reshape(share, (-1, 1))
+        mixed = share[:, :, None, None] * first + (1.0 - share[:, :, None, None]) * second
+        return mixed, share * labels + (1.0 - share) * tf.gather(labels_t, partner_index)
 
     val_ds = tf.data.Dataset.from_tensor_slices(
         (val_features.astype(np.float32), y_val.astype(np.float32).reshape(-1, 1))
