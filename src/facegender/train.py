@@ -394,9 +394,10 @@ def _fit_cached(session, model, x_train, y_train, indices, x_val, y_val, rng):  
         if not config.mixup:
             return first, labels
         second = tf.cast(tf.gather_nd(features_t, tf.stack([partner_view, partner_index], axis=1)), tf.float32)
-        share = tf.reshape(share, (-1, 1))
-        mixed = share[:, :, None, None] * first + (1.0 - share[:, :, None, None]) * second
-        return mixed, share * labels + (1.0 - share) * tf.gather(labels_t, partner_index)
+        weight = tf.reshape(share, (-1, 1, 1, 1))
+        mixed = weight * first + (1.0 - weight) * second
+        weight = tf.reshape(share, (-1, 1))
+        return mixed, weight * labels + (1.0 - weight) * tf.gather(labels_t, partner_index)
 
     val_ds = tf.data.Dataset.from_tensor_slices(
         (val_features.astype(np.float32), y_val.astype(np.float32).reshape(-1, 1))
