@@ -43,3 +43,21 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
     config = cfg.resolve("seed", {"backbone_weights": str(tmp_path / "w.h5")})
     with pytest.raises(FaceGenderError, match="backbone weights file not found"):
         build_model(config)
+
+
+def test_batch_norm_follows_training_only_in_the_fine_tuned_layers():
+    """Keras 3 passes fit's training=True through the nested backbone call (its training=False does not hold),
+    so the batch-norm layers of the fine-tuned blocks normalise with batch statistics while training; frozen
+    layers stay in inference mode. The README's preset descriptions say so; this pins it."""
+    config = cfg.resolve("seed", {"image_size": 64, "backbone_weights": "none"})
+    model = build_model(config)
+    features = keras.Model(model.input, model.get_layer("pool").output)  # below the head's dropout
+    x = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+
+    def gap() -> float:
+        return float(np.abs(np.asarray(features(x, training=True)) - np.asarray(features(x, training=False))).max())
+
+    set_trainable(model, 0)
+    assert gap() == 0.0
+    set_trainable(model, 30)
+    assert gap() > 1e-3

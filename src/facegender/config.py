@@ -24,7 +24,8 @@ class Config:
     # frames faces found in other photos, instead of using the whole photo.
     face_crops: bool = False
 
-    # Model: MobileNetV2 backbone (batch-norm always in inference mode) + GAP -> Dense -> Dropout -> sigmoid.
+    # Model: MobileNetV2 backbone + GAP -> Dense -> Dropout -> sigmoid. Batch-norm runs in inference mode in the
+    # frozen layers and with batch statistics in the trainable ones while training (see model.build_model).
     backbone_weights: str = "imagenet"  # "imagenet", "none", or a path to a .h5/.weights.h5 file
     trainable_layers: int = 30  # backbone layers (from the top) trained in the fine-tuning phase; -1 = all
     head_units: int = 128

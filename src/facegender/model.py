@@ -39,7 +39,7 @@ def resolve_backbone_weights(value: str) -> str | None:
 
 
 def build_model(config: Config) -> keras.Model:
-    """Input (RGB 0-255, float) -> MobileNetV2 (inference-mode batch-norm) -> GAP -> Dense -> Dropout -> p(male)."""
+    """Input (RGB 0-255, float) -> MobileNetV2 -> GAP -> Dense -> Dropout -> p(male)."""
     size = config.image_size
     weights = resolve_backbone_weights(config.backbone_weights)
     try:
@@ -54,7 +54,9 @@ def build_model(config: Config) -> keras.Model:
         ) from exc
     inputs = keras.Input(shape=(size, size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_minus1_1")(inputs)
-    # training=False keeps batch-norm statistics fixed while fine-tuning (Keras transfer-learning guide).
+    # training=False as in Keras's transfer-learning guide; but Keras 3 lets fit's training=True through this
+    # nested call, so the batch-norm layers of the trainable blocks do use batch statistics while fine-tuning
+    # (frozen layers stay in inference mode). tests/test_model.py pins this.
     x = backbone(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(config.head_units, activation="relu", name="head_dense")(x)
