@@ -48,7 +48,8 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 def test_batch_norm_follows_training_only_in_the_fine_tuned_layers():
     """Keras 3 passes fit's training=True through the nested backbone call (its training=False does not hold),
     so the batch-norm layers of the fine-tuned blocks normalise with batch statistics while training; frozen
-    layers stay in inference mode. The README's preset descriptions say so; this pins it."""
+    layers stay in inference mode, and so does every batch-norm layer with freeze_batchnorm. The README's
+    preset descriptions say so; this pins it."""
     config = cfg.resolve("seed", {"image_size": 64, "backbone_weights": "none"})
     model = build_model(config)
     features = keras.Model(model.input, model.get_layer("pool").output)  # below the head's dropout
@@ -61,3 +62,6 @@ def test_batch_norm_follows_training_only_in_the_fine_tuned_layers():
     assert gap() == 0.0
     set_trainable(model, 30)
     assert gap() > 1e-3
+    set_trainable(model, 30, freeze_batchnorm=True)  # the option: ImageNet statistics throughout
+    assert gap() == 0.0
+    assert any(layer.trainable for layer in backbone_of(model).layers)

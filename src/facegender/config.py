@@ -25,9 +25,11 @@ class Config:
     face_crops: bool = False
 
     # Model: MobileNetV2 backbone + GAP -> Dense -> Dropout -> sigmoid. Batch-norm runs in inference mode in the
-    # frozen layers and with batch statistics in the trainable ones while training (see model.build_model).
+    # frozen layers and with batch statistics in the trainable ones while training (see model.build_model),
+    # unless freeze_batchnorm keeps every batch-norm layer frozen (inference mode throughout).
     backbone_weights: str = "imagenet"  # "imagenet", "none", or a path to a .h5/.weights.h5 file
     trainable_layers: int = 30  # backbone layers (from the top) trained in the fine-tuning phase; -1 = all
+    freeze_batchnorm: bool = False
     head_units: int = 128
     dropout: float = 0.3
 

@@ -69,13 +69,18 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_NAME)
 
 
-def set_trainable(model: keras.Model, trainable_layers: int) -> None:
-    """Train the head plus the top `trainable_layers` backbone layers (-1: all, 0: none)."""
+def set_trainable(model: keras.Model, trainable_layers: int, freeze_batchnorm: bool = False) -> None:
+    """Train the head plus the top `trainable_layers` backbone layers (-1: all, 0: none). freeze_batchnorm keeps
+    every batch-norm layer frozen, so it normalises with its ImageNet statistics (inference mode) throughout."""
     backbone = backbone_of(model)
     backbone.trainable = trainable_layers != 0
     if 0 < trainable_layers < len(backbone.layers):
         for layer in backbone.layers[:-trainable_layers]:
             layer.trainable = False
+    if freeze_batchnorm:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
 
 
 def make_loss(config: Config) -> keras.losses.Loss:

@@ -262,7 +262,7 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
         log(
             f"fine-tuning: top {trainable_layers} backbone layers, {config.epochs} epoch(s) at {config.learning_rate:g}"
         )
-        set_trainable(full_model, trainable_layers)
+        set_trainable(full_model, trainable_layers, config.freeze_batchnorm)
         callbacks = [
             keras.callbacks.EarlyStopping(
                 monitor=config.monitor,
