@@ -217,6 +217,17 @@ def _hard_accuracy(y_true, y_pred):  # type: ignore[no-untyped-def]
     return keras.metrics.binary_accuracy(keras.ops.round(y_true), y_pred)
 
 
+def _metrics() -> list:
+    """Accuracy and AUC against the rounded label: Keras's AUC reads 0 for blended (mixup) labels otherwise."""
+    import keras
+
+    class HardAUC(keras.metrics.AUC):
+        def update_state(self, y_true, y_pred, sample_weight=None):  # type: ignore[no-untyped-def]
+            return super().update_state(keras.ops.round(y_true), y_pred, sample_weight)
+
+    return [keras.metrics.MeanMetricWrapper(_hard_accuracy, name="accuracy"), HardAUC(name="auc")]
+
+
 def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds, steps):  # type: ignore[no-untyped-def]
     """Phase 1 (head_epochs): head only on a frozen backbone. Phase 2 (epochs): the top trainable_layers too.
 
@@ -236,7 +247,7 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=make_loss(config),
-            metrics=[keras.metrics.MeanMetricWrapper(_hard_accuracy, name="accuracy"), keras.metrics.AUC(name="auc")],
+            metrics=_metrics(),
         )
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
             model.fit(
