@@ -218,7 +218,8 @@ def _hard_accuracy(y_true, y_pred):  # type: ignore[no-untyped-def]
 
 
 def _metrics() -> list:
-    """Accuracy and AUC against the rounded label: Keras's AUC reads 0 for blended (mixup) labels otherwise."""
+    """Accuracy and AUC against the rounded label: Keras's AUC counts any label above 0 as a positive, which
+    misreads mixup's blended labels."""
     import keras
 
     class HardAUC(keras.metrics.AUC):
