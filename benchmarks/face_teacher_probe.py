@@ -17,6 +17,7 @@ Prints a markdown line and writes results.json into --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -41,12 +42,22 @@ def face_box(side: int) -> tuple[int, int, int, int]:
     return round(centre_x - half), round(centre_y - half), round(centre_x + half), round(centre_y + half)
 
 
-def embed(paths: list[str]) -> np.ndarray:
+@functools.cache
+def models() -> tuple:
+    """dlib's 5-point landmark model and face-recognition network, loaded once per worker process."""
     import dlib
     import face_recognition_models as files
 
-    predictor = dlib.shape_predictor(files.pose_predictor_five_point_model_location())
-    network = dlib.face_recognition_model_v1(files.face_recognition_model_location())
+    return (
+        dlib.shape_predictor(files.pose_predictor_five_point_model_location()),
+        dlib.face_recognition_model_v1(files.face_recognition_model_location()),
+    )
+
+
+def embed(paths: list[str]) -> np.ndarray:
+    import dlib
+
+    predictor, network = models()
     rows = []
     for path in paths:
         image = np.ascontiguousarray(prepare(load_image(path), SIDE))
