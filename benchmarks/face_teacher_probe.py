@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facegender.data import scan_dataset
+from facegender.errors import FaceGenderError, ImageError
 from facegender.images import FACE_FRAMING_RAISE, FACE_FRAMING_SIDE, load_image, prepare
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-adverse"
@@ -60,7 +61,10 @@ def embed(paths: list[str]) -> np.ndarray:
     predictor, network = models()
     rows = []
     for path in paths:
-        image = np.ascontiguousarray(prepare(load_image(path), SIDE))
+        try:
+            image = np.ascontiguousarray(prepare(load_image(path), SIDE))
+        except ImageError as exc:  # re-raised as a plain FaceGenderError, which crosses the process boundary
+            raise FaceGenderError(f"{exc}; fix or remove the file") from None
         shape = predictor(image, dlib.rectangle(*face_box(SIDE)))
         rows.append(np.asarray(network.compute_face_descriptor(image, shape, 0), dtype=np.float32))
     return np.stack(rows)
@@ -90,9 +94,13 @@ def main() -> int:
 
     from facegender.metrics import classification_metrics, slice_metrics
 
-    train_set, val_set = scan_dataset(args.train), scan_dataset(args.val, min_per_class=1)
-    started = time.time()
-    x_train, x_val = embed_all(train_set.files), embed_all(val_set.files)
+    try:
+        train_set, val_set = scan_dataset(args.train), scan_dataset(args.val, min_per_class=1)
+        started = time.time()
+        x_train, x_val = embed_all(train_set.files), embed_all(val_set.files)
+    except FaceGenderError as exc:  # a missing folder or an unreadable photo: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     seconds = time.time() - started
     model = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced").fit(x_train, train_set.labels)
     p_male = model.predict_proba(x_val)[:, 1]
