@@ -234,42 +234,48 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
 
     `model` is what fit() runs: the whole network `full_model`, or its part above the cache layer (same layers,
     shared weights). make_train(epochs) returns the training dataset for that many epochs of `steps` batches.
-    Keras's BackupAndRestore checkpoints every epoch; a finished phase 1 is kept as weights so a resume skips it.
+    Every epoch and the end of each phase are checkpointed (facegender.checkpoint), so a resume continues
+    after the last completed epoch with the optimizer's and the callbacks' state, and skips a finished phase.
     """
     import keras
 
+    from facegender import checkpoint
     from facegender.model import make_loss, set_trainable
 
     config = session.config
-    phase1_done = session.checkpoints / "phase1_done.weights.h5"
 
     def fit(epochs: int, initial: int, learning_rate, callbacks: list, phase: str) -> None:  # type: ignore[no-untyped-def]
-        backup = keras.callbacks.BackupAndRestore(str(session.checkpoints / phase), delete_checkpoint=True)
+        folder = session.checkpoints / phase
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=make_loss(config),
             metrics=_metrics(),
         )
+        state = checkpoint.load(model, folder) if session.resume else None
+        start = state["epoch"] if state else initial
+        checkpoint.truncate_history(session.csv_path, start)
+        if state and state["done"]:
+            log(f"resume: {phase} already finished")
+            return
+        if state:
+            log(f"resume: {phase} from epoch {start + 1}")
+        saver = checkpoint.EpochCheckpoint(folder, state, callbacks)
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
             model.fit(
-                make_train(epochs),
+                make_train(initial + epochs - start),
                 validation_data=val_ds,
                 epochs=initial + epochs,
-                initial_epoch=initial,
+                initial_epoch=start,
                 steps_per_epoch=steps,
                 class_weight=session.class_weight,
-                callbacks=[backup, keras.callbacks.CSVLogger(str(session.csv_path), append=True), *callbacks],
+                callbacks=[*callbacks, keras.callbacks.CSVLogger(str(session.csv_path), append=True), saver],
                 verbose=1 if sys.stderr.isatty() else 2,
             )
 
-    if config.head_epochs and session.resume and phase1_done.is_file():
-        log("resume: phase 1 (head only) already finished")
-        full_model.load_weights(phase1_done)
-    elif config.head_epochs:
+    if config.head_epochs:
         log(f"phase 1: head only, backbone frozen, {config.head_epochs} epoch(s) at {config.head_learning_rate:g}")
         set_trainable(full_model, 0)
         fit(config.head_epochs, 0, config.head_learning_rate, [], "phase1")
-        full_model.save_weights(phase1_done)
     if config.epochs:
         log(
             f"fine-tuning: top {trainable_layers} backbone layers, {config.epochs} epoch(s) at {config.learning_rate:g}"

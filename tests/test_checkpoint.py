@@ -1,0 +1,114 @@
+"""Training checkpoints: a kill during a save leaves the previous epoch readable, and a resume gets early
+stopping's best epoch, counters and best weights back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from facegender import checkpoint  # noqa: E402
+from facegender.errors import FaceGenderError  # noqa: E402
+
+X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+Y = (X[:, :1] > 0).astype(np.float32)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Ctrl-C at the end of epoch `at` (0-based), after the callbacks listed before it."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):  # type: ignore[no-untyped-def]
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def tiny_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    return model
+
+
+def early_stopping() -> keras.callbacks.EarlyStopping:
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=50, restore_best_weights=True)
+
+
+def fit(model, callbacks, initial: int = 0, epochs: int = 6) -> None:  # type: ignore[no-untyped-def]
+    model.fit(X, Y, validation_data=(X, Y), batch_size=8, epochs=epochs, initial_epoch=initial,
+              callbacks=callbacks, verbose=0, shuffle=False)  # fmt: skip
+
+
+def test_resume_restores_early_stopping_state_and_the_epoch(tmp_path: Path):
+    model, stopping = tiny_model(), early_stopping()
+    saver = checkpoint.EpochCheckpoint(tmp_path, None, [stopping])
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [stopping, saver, Interrupt(at=2)])
+    weights, best = model.get_weights(), [w.copy() for w in stopping.best_weights]
+
+    resumed, new_stopping = tiny_model(), early_stopping()  # a fresh process: other initial weights
+    state = checkpoint.load(resumed, tmp_path)
+    assert state is not None and state["epoch"] == 3 and not state["done"]
+    for saved, loaded in zip(weights, resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, loaded)
+    # the optimizer's moments and step count come back too
+    assert int(resumed.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 12
+
+    class Seen(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):  # type: ignore[no-untyped-def]
+            self.best, self.wait, self.best_epoch = new_stopping.best, new_stopping.wait, new_stopping.best_epoch
+            self.best_weights = [w.copy() for w in new_stopping.best_weights]
+
+    seen = Seen()
+    fit(resumed, [new_stopping, checkpoint.EpochCheckpoint(tmp_path, state, [new_stopping]), seen], initial=3)
+    assert (seen.best, seen.wait, seen.best_epoch) == (stopping.best, stopping.wait, stopping.best_epoch)
+    for saved, restored in zip(best, seen.best_weights, strict=True):
+        np.testing.assert_array_equal(saved, restored)
+    final = checkpoint.load(tiny_model(), tmp_path)
+    assert final is not None and final["done"] and final["epoch"] == 6
+    assert {p.name for p in tmp_path.iterdir()} == {"state.json", "epoch-0006-done.weights.h5"}  # old epochs gone
+
+
+def test_a_kill_while_saving_leaves_the_previous_epoch_readable(tmp_path: Path, monkeypatch):
+    model = tiny_model()
+    saver = checkpoint.EpochCheckpoint(tmp_path, None, [])
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [saver, Interrupt(at=1)])
+    after_two = model.get_weights()
+
+    def killed_halfway(self, filepath, overwrite=True):  # type: ignore[no-untyped-def]
+        Path(filepath).write_bytes(b"\x89HDF\r\n\x1a\n half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "save_weights", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [checkpoint.EpochCheckpoint(tmp_path, None, [])], initial=2)
+    monkeypatch.undo()
+
+    resumed = tiny_model()
+    state = checkpoint.load(resumed, tmp_path)
+    assert state is not None and state["epoch"] == 2
+    for saved, loaded in zip(after_two, resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, loaded)
+
+
+def test_an_unreadable_checkpoint_is_named_with_the_fix(tmp_path: Path):
+    (tmp_path / "state.json").write_text('{"epoch": 2, "done": false, "weights": "epoch-0002.weights.h5"}')
+    (tmp_path / "epoch-0002.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(FaceGenderError, match=f"cannot read the training checkpoint in {tmp_path}.*delete"):
+        checkpoint.load(tiny_model(), tmp_path)
+
+
+def test_truncate_history_keeps_the_checkpointed_epochs_only(tmp_path: Path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n0,0.9,0.8\n1,0.7,0.6\n2,0.5,0.4\n3,0.3")  # 2 not saved, 3 cut short
+    checkpoint.truncate_history(path, 2)
+    assert path.read_text() == "epoch,loss,val_loss\n0,0.9,0.8\n1,0.7,0.6\n"
+    checkpoint.truncate_history(path, 5)  # nothing to drop: the file stays as it is
+    assert path.read_text() == "epoch,loss,val_loss\n0,0.9,0.8\n1,0.7,0.6\n"
