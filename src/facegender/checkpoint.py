@@ -77,6 +77,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.state = state
         self.tracked = tracked
         self.epochs = state["epoch"] if state else 0
+        self._best_files: dict[int, tuple[list, str]] = {}  # tracked index -> (its best weights, their file)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not self.state:
@@ -88,6 +89,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if best is not None:
                 with np.load(self.folder / best) as arrays:
                     callback.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+                self._best_files[index] = (callback.best_weights, best)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs = epoch + 1
@@ -109,10 +111,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if arrays is None or done:  # a finished phase's weights already are the best ones
                 best_files.append(None)
                 continue
-            buffer = io.BytesIO()
-            np.savez(buffer, *arrays)
-            best_files.append(f"{stem}.best-{index}.npz")
-            atomic_write_bytes(self.folder / best_files[-1], buffer.getvalue())
+            saved, name = self._best_files.get(index, (None, ""))
+            if saved is not arrays:  # early stopping replaces the list when it finds a better epoch
+                buffer = io.BytesIO()
+                np.savez(buffer, *arrays)
+                name = f"{stem}.best-{index}.npz"
+                atomic_write_bytes(self.folder / name, buffer.getvalue())
+                self._best_files[index] = (arrays, name)
+            best_files.append(name)
         state = {
             "epoch": self.epochs,
             "done": done,
