@@ -18,6 +18,7 @@ from facegender import CLASS_NAMES
 from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
 from facegender.images import IMAGE_EXTENSIONS, load_image
+from facegender.system import usable_cpus
 
 MIN_IMAGES_PER_CLASS = 2
 
@@ -205,7 +206,7 @@ def load_images(
     auto); a photo where no face is found keeps the whole-photo framing.
     Returns the stacked uint8 images of the files that could be read, their indices, and the errors.
     """
-    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    workers = workers or min(8, usable_cpus() * 2)
     arrays: list[np.ndarray] = []
     kept: list[int] = []
     errors: list[ImageError] = []

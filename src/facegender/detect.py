@@ -8,7 +8,6 @@ smaller faces further away. Their boxes are merged by weighted non-maximum suppr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from PIL import Image, ImageOps
 
 from facegender.errors import FaceGenderError
 from facegender.images import frame_face, prepare
+from facegender.system import usable_cpus
 
 DETECTOR_DIR = Path(__file__).parent / "models" / "detector"
 MIN_SCORE = 0.5  # MediaPipe's default confidence for a face
@@ -133,7 +133,7 @@ class FaceDetector:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or usable_cpus()
         options.log_severity_level = 3
         self.min_score = min_score
         self._networks = []

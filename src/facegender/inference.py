@@ -7,7 +7,6 @@ A `.keras` or `.h5` model runs under Keras (imported only then).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from facegender.calibration import apply_temperature
 from facegender.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs
 from facegender.errors import FaceGenderError, ImageError
 from facegender.images import load_image
+from facegender.system import usable_cpus
 
 METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
 FORMAT_VERSION = 1  # of model.json / the embedded metadata; a newer one is refused with a clear message
@@ -141,7 +141,7 @@ class Classifier:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or usable_cpus()
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -162,7 +162,7 @@ class Classifier:
         except ImportError as exc:
             raise FaceGenderError("running .tflite models needs LiteRT: pip install ai-edge-litert") from exc
         try:
-            interpreter = Interpreter(model_path=str(path), num_threads=threads or (os.cpu_count() or 1))
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or usable_cpus())
         except Exception as exc:
             raise FaceGenderError(f"could not load LiteRT model {path}: {exc}. Re-export it.") from exc
         info = _read_metadata(path)
@@ -240,7 +240,7 @@ class Classifier:
         whole_if_none). Files are decoded (and faces found) in threads, the next chunk while the model runs on
         this one, so memory holds at most two chunks whatever the number of files.
         """
-        workers = workers or min(8, (os.cpu_count() or 2) * 2)
+        workers = workers or min(8, usable_cpus() * 2)
         size, crop, face_crops = self.info.image_size, self.info.crop, self.info.face_crops
         detector = None
         if detect != "off":  # one ONNX Runtime thread each: the files run in parallel instead
