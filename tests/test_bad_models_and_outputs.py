@@ -96,7 +96,10 @@ def test_datasets_refused_up_front(tmp_path, onnx_model):
     assert_clean_error(cli("train", "--data", str(data)), "female/ has 0 image(s)")
     one_class = tmp_path / "one"
     (one_class / "male").mkdir(parents=True)
-    assert_clean_error(cli("evaluate", "--data", str(one_class), "--model", str(onnx_model)), "no 'female/' folder")
+    out = tmp_path / "evaluation"
+    assert_clean_error(cli("evaluate", "--data", str(one_class), "--model", str(onnx_model), "--out", str(out)),
+                       "no 'female/' folder")  # fmt: skip
+    assert not out.exists()  # refused before anything was written
     odd = tmp_path / "odd"
     (odd / "men").mkdir(parents=True)
     (odd / "women").mkdir()

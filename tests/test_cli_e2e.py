@@ -162,7 +162,10 @@ def test_keras_and_onnx_models_agree(trained):
 def test_user_errors_are_one_line_messages_with_exit_2(tmp_path):
     cases = [
         (["train", "--data", str(tmp_path / "none")], "dataset folder not found"),
-        (["evaluate", "--data", str(tmp_path), "--model", str(tmp_path / "m.keras")], "no 'female/' or 'male/' folder"),
+        (
+            ["evaluate", "--data", str(tmp_path), "--model", str(tmp_path / "m.keras"), "--out", str(tmp_path / "e")],
+            "no 'female/' or 'male/' folder",
+        ),
         (["predict", "x.jpg", "--model", str(tmp_path / "nothing")], "model not found"),
         (["train", "--data", str(tmp_path), "--preset", "best"], "unknown preset"),
     ]

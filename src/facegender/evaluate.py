@@ -97,10 +97,10 @@ def evaluate(
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
-    out = Path(out)
-    ensure_writable(out)  # fail before the work, not after it
     dataset = scan_dataset(data, min_per_class=1)
     classifier = Classifier.load(model)
+    out = Path(out)
+    ensure_writable(out)  # fail before the work, not after it; and no empty folder left for a bad dataset or model
     threshold = classifier.info.threshold if threshold is None else threshold
     p_male = np.full(len(dataset), np.nan)
     skipped: list[ImageError] = []
