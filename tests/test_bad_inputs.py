@@ -150,7 +150,9 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 
 @given(st.binary(max_size=2048))
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
+)
 def test_random_bytes_never_escape_as_anything_but_image_error(data):
     try:
         image = decode_image(data, "random.bin")
@@ -171,7 +173,7 @@ def test_random_bytes_never_escape_as_anything_but_image_error(data):
     ),
     crop=st.floats(0.1, 1.0),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 def test_random_valid_images_always_prepare(width, height, fmt_mode, crop):
     fmt, mode = fmt_mode
     buffer = io.BytesIO()

@@ -117,7 +117,9 @@ def test_schemathesis_fuzz_of_the_api(onnx_model):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+        )
         def check(case):  # type: ignore[no-untyped-def]
             response = case.call()
             assert response.status_code < 500, (case.method, case.path, response.text[:200])
@@ -136,27 +138,39 @@ def free_port() -> int:
 
 @pytest.fixture
 def live_server(onnx_model):
-    port = free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facegender", "serve", "--model", str(onnx_model), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
     import httpx
 
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for _ in range(3):  # another process may take the free port before the server binds it: try a new one
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "facegender", "serve", "--model", str(onnx_model), "--port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
             time.sleep(0.3)
+        else:
+            process.kill()
+            error = process.communicate()[1].decode(errors="replace")
+            if "address already in use" in error.lower():
+                continue
+            pytest.fail(f"server did not start: {error[-2000:]}")
+        break
     else:
-        process.kill()
-        pytest.fail(f"server did not start: {process.stderr.read().decode()[-2000:]}")
+        pytest.fail(f"no free port for the server after 3 tries: {error[-500:]}")
     yield f"http://127.0.0.1:{port}"
     process.terminate()
-    process.wait(timeout=10)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def test_page_in_chromium_shows_each_face(live_server, tmp_path):
