@@ -112,3 +112,15 @@ def test_truncate_history_keeps_the_checkpointed_epochs_only(tmp_path: Path):
     assert path.read_text() == "epoch,loss,val_loss\n0,0.9,0.8\n1,0.7,0.6\n"
     checkpoint.truncate_history(path, 5)  # nothing to drop: the file stays as it is
     assert path.read_text() == "epoch,loss,val_loss\n0,0.9,0.8\n1,0.7,0.6\n"
+
+
+def test_a_stop_request_ends_training_at_the_next_batch(tmp_path: Path):
+    import threading
+
+    asked, model = threading.Event(), tiny_model()
+    fit(model, [checkpoint.StopWhenAsked(asked)], epochs=1)  # not asked: trains
+    assert int(model.optimizer.iterations.numpy()) == 4
+    asked.set()  # as cli's signal handler does, whether or not its KeyboardInterrupt got through
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [checkpoint.StopWhenAsked(asked)], epochs=1)
+    assert int(model.optimizer.iterations.numpy()) == 5

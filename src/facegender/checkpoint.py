@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,19 @@ def truncate_history(path: Path, epochs: int) -> None:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(kept)
         atomic_write_bytes(path, text.getvalue().encode("utf-8"))
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Raise KeyboardInterrupt at the next batch once `asked` is set: a Ctrl-C whose KeyboardInterrupt Python
+    could only print (it arrived inside a finalizer, say) still stops training."""
+
+    def __init__(self, asked: threading.Event):
+        super().__init__()
+        self.asked = asked
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.asked.is_set():
+            raise KeyboardInterrupt
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

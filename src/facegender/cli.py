@@ -147,10 +147,13 @@ def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:
     """Run training so that Ctrl-C or SIGTERM stop it cleanly, naming the command that resumes it."""
     import signal
 
-    def on_term(signum: int, frame: Any) -> None:
+    from facegender.train import STOP_REQUESTED
+
+    def on_signal(signum: int, frame: Any) -> None:
+        STOP_REQUESTED.set()  # training also stops at its next batch if this exception gets lost
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return function(*args)
     except KeyboardInterrupt:
@@ -161,7 +164,8 @@ def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:
         )
         raise SystemExit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _require(extra: str, *modules: str) -> None:

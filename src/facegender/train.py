@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
 
 DataArg = str | Path | list[str] | list[Path]
+STOP_REQUESTED = threading.Event()  # set with the KeyboardInterrupt of Ctrl-C or SIGTERM (cli._interruptible)
 
 
 def log(message: str) -> None:
@@ -268,7 +270,12 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
                 initial_epoch=start,
                 steps_per_epoch=steps,
                 class_weight=session.class_weight,
-                callbacks=[*callbacks, keras.callbacks.CSVLogger(str(session.csv_path), append=True), saver],
+                callbacks=[
+                    checkpoint.StopWhenAsked(STOP_REQUESTED),
+                    *callbacks,
+                    keras.callbacks.CSVLogger(str(session.csv_path), append=True),
+                    saver,
+                ],
                 verbose=1 if sys.stderr.isatty() else 2,
             )
 
