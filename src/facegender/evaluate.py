@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from facegender.data import Dataset, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import ensure_writable
 from facegender.inference import Classifier
+from facegender.predict import display_name
 from facegender.progress import bar
 from facegender.report import write_report
 
@@ -27,11 +30,34 @@ def write_evaluation(
     skipped: list[ImageError] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write classification_report.txt, metrics.json, confusion_matrix.png, roc/pr curves and misclassified/."""
+    """Write classification_report.txt, metrics.json, confusion_matrix.png, roc/pr curves, misclassified/ and
+    report.html into `out`.
+
+    Everything is written into a hidden folder inside `out` first and moved into place once all of it is
+    complete, so a full disk or an error on the way leaves the previous evaluation as it was, and no file is
+    ever half-written. A misclassified/ folder that facegender did not write is never replaced.
+    """
+    _refuse_foreign_misclassified(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
     try:
-        return _write_evaluation(out, dataset, p_male, threshold, skipped, extra)
+        result = _write_evaluation(stage, dataset, p_male, threshold, skipped, extra)
+        for entry in sorted(stage.iterdir()):
+            if entry.is_dir():
+                shutil.rmtree(out / entry.name, ignore_errors=True)
+            os.replace(entry, out / entry.name)
+        return result
     except OSError as exc:  # disk full, permissions changed mid-way, ...
         raise FaceGenderError(f"could not write the evaluation into {out}: {exc}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _refuse_foreign_misclassified(out: Path) -> None:
+    if (out / "misclassified").exists() and not (out / "misclassified" / "misclassified.csv").is_file():
+        raise FaceGenderError(
+            f"{out / 'misclassified'} exists and was not written by facegender; move it or choose another --out"
+        )
 
 
 def _write_evaluation(
@@ -42,7 +68,6 @@ def _write_evaluation(
     skipped: list[ImageError] | None,
     extra: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
     y_true = dataset.labels
     result = metrics.classification_metrics(y_true, p_male, threshold)
     result["slices"] = metrics.slice_metrics(y_true, p_male, threshold, dataset.columns)
@@ -51,7 +76,7 @@ def _write_evaluation(
         "ece": calibration.expected_calibration_error(y_true, p_male),
         "brier": calibration.brier(y_true, p_male),
     }
-    result["skipped"] = [{"file": e.path, "error": e.reason} for e in (skipped or [])]
+    result["skipped"] = [{"file": display_name(e.path), "error": e.reason} for e in (skipped or [])]
     result.update(extra or {})
 
     (out / "classification_report.txt").write_text(metrics.report_text(y_true, p_male, threshold), encoding="utf-8")
@@ -66,8 +91,6 @@ def _write_evaluation(
 
 
 def _write_misclassified(folder: Path, dataset: Dataset, p_male: np.ndarray, threshold: float) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
     folder.mkdir(parents=True)
     predicted = metrics.predict_labels(p_male, threshold)
     with (folder / "misclassified.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -75,11 +98,13 @@ def _write_misclassified(folder: Path, dataset: Dataset, p_male: np.ndarray, thr
         writer.writerow(["file", "source", "true_label", "predicted_label", "p_male"])
         for i in np.flatnonzero(predicted != dataset.labels):
             source = dataset.files[i]
-            name = f"{CLASS_NAMES[dataset.labels[i]]}_as_{CLASS_NAMES[predicted[i]]}_{source.name}"
+            # a name that is not valid UTF-8 (possible on Linux) is copied under its escaped spelling
+            name = display_name(f"{CLASS_NAMES[dataset.labels[i]]}_as_{CLASS_NAMES[predicted[i]]}_{source.name}")
             shutil.copyfile(source, folder / name)
             writer.writerow(
-                [name, str(source), CLASS_NAMES[dataset.labels[i]], CLASS_NAMES[predicted[i]], f"{p_male[i]:.6f}"]
-            )
+                [name, display_name(source), CLASS_NAMES[dataset.labels[i]], CLASS_NAMES[predicted[i]],
+                 f"{p_male[i]:.6f}"]
+            )  # fmt: skip
 
 
 def evaluate(
@@ -97,9 +122,18 @@ def evaluate(
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    if not str(data) or not str(out):
+        raise FaceGenderError("--data and --out need a folder, got an empty path (an unset shell variable?)")
     dataset = scan_dataset(data, min_per_class=1)
     classifier = Classifier.load(model)
     out = Path(out)
+    for folder in sorted({dataset.root / f.relative_to(dataset.root).parts[0] for f in dataset.files}):
+        if out.resolve().is_relative_to(folder.resolve()):
+            raise FaceGenderError(
+                f"--out {out} is inside the class folder {folder}: the report's images would be read as photos "
+                "next time; choose a folder outside the dataset's class folders"
+            )
+    _refuse_foreign_misclassified(out)
     ensure_writable(out)  # fail before the work, not after it; and no empty folder left for a bad dataset or model
     threshold = classifier.info.threshold if threshold is None else threshold
     p_male = np.full(len(dataset), np.nan)
@@ -113,7 +147,8 @@ def evaluate(
     kept = np.flatnonzero(~np.isnan(p_male))
     if len(kept) == 0:
         raise FaceGenderError(f"none of the {len(dataset)} images in {data} could be read")
-    extra: dict[str, Any] = {"model": str(classifier.path), "backend": classifier.backend, "data": str(data)}
+    extra: dict[str, Any] = {"model": display_name(classifier.path), "backend": classifier.backend,
+                             "data": display_name(data)}  # fmt: skip
     if corrupt:
         from facegender.corrupt import robustness_suite
 
