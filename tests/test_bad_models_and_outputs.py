@@ -146,3 +146,49 @@ def test_facegender_error_is_the_only_exception_type_for_user_errors():
 
     with pytest.raises(FaceGenderError):
         resolve_model_path("/nonexistent/model.onnx")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_output_through_a_symlink_writes_its_target_and_keeps_modes(tmp_path, onnx_model, image):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to("real.json")
+    result = cli("predict", str(image), "--model", str(onnx_model), "--format", "json", "--output", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and os.readlink(link) == "real.json"  # the link stays a link
+    assert json.loads(target.read_text())[0]["file"] == str(image)
+    assert target.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+    fresh = tmp_path / "new.json"
+    assert cli("predict", str(image), "--model", str(onnx_model), "--output", str(fresh)).returncode == 0
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "link.json", "new.json", "real.json"]
+
+
+def test_output_into_a_fifo_writes_into_it_and_leaves_it_a_fifo(tmp_path, onnx_model, image):
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader already there: the writer never blocks
+    try:
+        result = cli("predict", str(image), "--model", str(onnx_model), "--format", "json", "--output", str(fifo))
+        assert result.returncode == 0, result.stderr
+        received = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert json.loads(received)[0]["file"] == str(image)
+    assert fifo.is_fifo()  # not replaced by a plain file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "results.fifo"]
+
+
+def test_atomic_write_refuses_a_symlink_loop_and_leaves_it(tmp_path):
+    loop = tmp_path / "loop.json"
+    loop.symlink_to("loop.json")
+    with pytest.raises(OSError, match="symlink loop"):
+        files.atomic_write_bytes(loop, b"x")
+    assert loop.is_symlink() and [p.name for p in tmp_path.iterdir()] == ["loop.json"]

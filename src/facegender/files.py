@@ -2,26 +2,62 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 from facegender.errors import FaceGenderError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
+
+    A symlink is followed: its target is replaced and the link stays. Something that is not a regular file
+    (/dev/stdout, a FIFO) is written straight into, as a shell redirection would; renaming over it would
+    replace it with a plain file. The file gets the mode it had, or a new file's usual 0o666 less the umask.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+        if path.is_symlink():  # realpath stops at a link it cannot resolve: a loop
+            raise OSError(errno.ELOOP, "symlink loop; fix or remove the link", str(path))
     try:
+        mode: int | None = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder; name a file", str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        with path.open("wb") as handle:
+            handle.write(data)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path, 0o666 if mode is None else stat.S_IMODE(mode))
+    try:
+        if mode is not None:
+            os.fchmod(fd, stat.S_IMODE(mode))  # exactly the old mode, whatever the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    """A new hidden file beside path, created with `mode` (the umask applies, unlike mkstemp's 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
 
 
 def ensure_writable(folder: Path, option: str = "--out") -> None:
