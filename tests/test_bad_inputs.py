@@ -183,3 +183,48 @@ def test_random_valid_images_always_prepare(width, height, fmt_mode, crop):
     from facegender.images import prepare
 
     assert prepare(out, 32, crop).shape == (32, 32, 3)
+
+
+def predict_cli(onnx_model: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`facegender predict ARGS --no-detect --format json` with a short timeout: a hang fails, not stalls."""
+    command = [sys.executable, "-m", "facegender", "predict", *args, "--model", str(onnx_model), "--no-detect"]
+    return subprocess.run([*command, "--format", "json"], capture_output=True, text=True, env=ENV, timeout=60, cwd=cwd)
+
+
+def test_a_fifo_is_skipped_in_folders_and_refused_by_name_never_opened(tmp_path, onnx_model):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "face.png").write_bytes(_png(Image.new("RGB", (30, 30), (200, 150, 120))))
+    os.mkfifo(folder / "fifo.jpg")  # opening it for reading would wait for a writer forever
+    result = predict_cli(onnx_model, str(folder), str(folder / "fifo.jpg"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    rows = {Path(r["file"]).name: r for r in json.loads(result.stdout)}
+    assert sorted(rows) == ["face.png", "fifo.jpg"]  # the folder's FIFO skipped, the named one reported once
+    assert rows["face.png"]["label"] in ("female", "male")
+    assert rows["fifo.jpg"]["label"] == "error" and "not a regular file" in rows["fifo.jpg"]["error"]
+    assert f"could not read {folder / 'fifo.jpg'}: not a regular file" in result.stderr
+    assert (folder / "fifo.jpg").is_fifo()
+
+
+def test_load_image_refuses_a_fifo_without_waiting_for_a_writer(tmp_path):
+    import threading
+
+    fifo = tmp_path / "swapped.jpg"
+    os.mkfifo(fifo)  # e.g. swapped in after a folder scan
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            load_prepared(fifo, 32)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # stuck opening the FIFO: become its writer so that the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail("load_image waited on a FIFO")
+    assert isinstance(outcome[0], ImageError) and "not a regular file" in outcome[0].reason

@@ -69,3 +69,17 @@ def test_oversampling_balances_classes_and_weights_follow():
     assert set(idx[:13]) == set(range(13))  # every original image is kept
     assert class_weight_of(labels[idx]) == {0: 1.0, 1: 1.0}
     assert class_weight_of(labels) == pytest.approx({0: 13 / 6, 1: 13 / 20})
+
+
+def test_folder_scan_skips_fifos_but_keeps_links_that_cannot_be_followed(tmp_path):
+    import os
+
+    from facegender.data import iter_image_files
+
+    root = make_dataset(tmp_path / "d", n_female=2, n_male=2)
+    os.mkfifo(root / "female" / "fifo.jpg")
+    (root / "female" / "loop.jpg").symlink_to("loop.jpg")
+    (root / "female" / "good_link.jpg").symlink_to("female_0_0.jpg")
+    names = [p.name for p in iter_image_files(root / "female")]
+    assert names == ["female_0_0.jpg", "female_0_1.jpg", "good_link.jpg", "loop.jpg"]  # loop: reported unreadable
+    assert scan_dataset(root).counts() == {"female": 3, "male": 2}  # evaluate/train read regular files only

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,13 +70,26 @@ def is_image_file(path: Path) -> bool:
 
 
 def iter_image_files(folder: Path) -> Iterator[Path]:
-    """Image files under folder, recursively, sorted, following no symlinked folders (no loops)."""
+    """Image files under folder, recursively, sorted, following no symlinked folders (no loops).
+
+    A FIFO, device or socket named like an image is skipped: reading a FIFO would wait forever. A link that
+    cannot be followed (dangling, a loop) is kept, so that it is reported as unreadable.
+    """
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if is_image_file(path):
+            if is_image_file(path) and not is_special_file(path):
                 yield path
+
+
+def is_special_file(path: Path) -> bool:
+    """True for something that exists (links followed) but is not a regular file or folder: FIFO, device, socket."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _class_folders(root: Path) -> dict[str, Path]:

@@ -5,6 +5,10 @@ The same `prepare` is used by training, evaluation and prediction, so there is n
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -36,10 +40,31 @@ def load_image(path: str | Path) -> np.ndarray:
     return _decode(Path(path), path)
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a file for reading, refusing a FIFO, device or socket (one swapped in after a folder scan too).
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer that may never come.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            raise ImageError(str(path), "not a regular file (a FIFO, device or socket); name an image file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(source, Path):
+                source = stack.enter_context(_open_regular(source))
             with Image.open(source) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from facegender import CLASS_NAMES
 from facegender.annotate import Annotator
-from facegender.data import is_image_file, iter_image_files
+from facegender.data import is_image_file, is_special_file, iter_image_files
 from facegender.detect import DETECT_MODES
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import ensure_writable
@@ -35,6 +35,8 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
             if not found:
                 missing.append(error_row(item, "folder holds no jpg, jpeg, png, bmp or webp images"))
             files.extend(found)
+        elif is_special_file(path):  # never opened: reading a FIFO would wait forever
+            missing.append(error_row(item, "not a regular file (a FIFO, device or socket); name an image file"))
         elif path.exists() or path.is_symlink():
             files.append(path)
         elif glob.has_magic(item):
