@@ -228,3 +228,21 @@ def test_load_image_refuses_a_fifo_without_waiting_for_a_writer(tmp_path):
         thread.join(10)
         pytest.fail("load_image waited on a FIFO")
     assert isinstance(outcome[0], ImageError) and "not a regular file" in outcome[0].reason
+
+
+@pytest.mark.parametrize("annotate", [False, True])
+def test_a_symlink_loop_is_named_as_such_with_or_without_annotate(tmp_path, onnx_model, annotate):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    (folder / "face.png").write_bytes(_png(Image.new("RGB", (30, 30), (200, 150, 120))))
+    (folder / "loop1.jpg").symlink_to("loop1.jpg")
+    extra = ["--annotate", str(tmp_path / "ann")] if annotate else []
+    result = predict_cli(onnx_model, str(folder), *extra)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    rows = {Path(r["file"]).name: r for r in json.loads(result.stdout)}
+    assert rows["face.png"]["label"] in ("female", "male")
+    assert rows["loop1.jpg"]["label"] == "error"
+    assert "symlink loop" in rows["loop1.jpg"]["error"] and "truncated" not in rows["loop1.jpg"]["error"]
+    assert f"could not read {folder / 'loop1.jpg'}: is a symlink loop" in result.stderr
+    if annotate:
+        assert [p.name for p in (tmp_path / "ann").iterdir()] == ["face.png"]

@@ -88,6 +88,8 @@ def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(path, f"image is too large ({exc}); resize it first") from None
     except (OSError, ValueError, SyntaxError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            raise ImageError(path, "is a symlink loop (the link leads back to itself); fix or remove it") from None
         raise ImageError(path, f"could not decode image ({exc}); the file may be truncated") from None
 
 

@@ -151,8 +151,9 @@ def predict(
 
 
 def _annotator(folder: Path, files: list[Path]) -> Annotator:
-    folder = folder.resolve()
-    if any(path.resolve().is_relative_to(folder) for path in files):
+    # realpath, not Path.resolve: a symlink loop among the inputs is reported as unreadable, not a crash here
+    folder = Path(os.path.realpath(folder))
+    if any(Path(os.path.realpath(path)).is_relative_to(folder) for path in files):
         raise FaceGenderError(f"--annotate {folder} holds photos being predicted; choose a folder outside the inputs "
                               "so that no photo is overwritten or read back")  # fmt: skip
     ensure_writable(folder, "--annotate folder")
