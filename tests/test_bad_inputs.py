@@ -246,3 +246,14 @@ def test_a_symlink_loop_is_named_as_such_with_or_without_annotate(tmp_path, onnx
     assert f"could not read {folder / 'loop1.jpg'}: is a symlink loop" in result.stderr
     if annotate:
         assert [p.name for p in (tmp_path / "ann").iterdir()] == ["face.png"]
+
+
+def test_an_empty_input_or_annotate_name_is_refused_not_taken_as_the_current_folder(tmp_path, onnx_model):
+    (tmp_path / "face.png").write_bytes(_png(Image.new("RGB", (30, 30), (200, 150, 120))))
+    face = str(tmp_path / "face.png")
+    for args, fragment in ((["", face], "an input is an empty name"),
+                           ([face, "--annotate", ""], "--annotate is an empty name")):  # fmt: skip
+        result = predict_cli(onnx_model, *args, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert fragment in result.stderr and result.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["face.png"]

@@ -126,6 +126,11 @@ def predict(
     """Result dicts (see FIELDS) in input order: one per face found (detect.face_inputs modes), 'no_face' for a
     photo without one, 'error' for a file that cannot be read. With `annotate`, a copy of each photo with its
     boxes and labels drawn is written into that folder."""
+    if any(item == "" for item in inputs):  # Path("") is the current folder: never predict it by accident
+        raise FaceGenderError("an input is an empty name (an unset shell variable?); name a file, folder or glob, "
+                              "or '.' for the current folder")  # fmt: skip
+    if annotate is not None and str(annotate) == "":
+        raise FaceGenderError("--annotate is an empty name (an unset shell variable?); name a folder for the copies")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
     if detect not in DETECT_MODES:
