@@ -83,3 +83,13 @@ def test_folder_scan_skips_fifos_but_keeps_links_that_cannot_be_followed(tmp_pat
     names = [p.name for p in iter_image_files(root / "female")]
     assert names == ["female_0_0.jpg", "female_0_1.jpg", "good_link.jpg", "loop.jpg"]  # loop: reported unreadable
     assert scan_dataset(root).counts() == {"female": 3, "male": 2}  # evaluate/train read regular files only
+
+
+def test_labels_csv_with_a_bom_is_read_and_latin1_is_refused_with_the_fix(tmp_path):
+    root = make_dataset(tmp_path / "d", n_female=2, n_male=2)
+    text = (root / "labels.csv").read_text(encoding="utf-8")
+    (root / "labels.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # Excel's "CSV UTF-8"
+    assert scan_dataset(root).columns["condition"] == ["clean", "foggy", "clean", "foggy"]
+    (root / "labels.csv").write_bytes(text.replace("foggy", "brumeux dégagé").encode("latin-1"))
+    with pytest.raises(FaceGenderError, match=r"labels.csv: it is not UTF-8 text .*; save it as UTF-8"):
+        scan_dataset(root)

@@ -138,9 +138,12 @@ def _read_labels_csv(root: Path, dataset: Dataset) -> dict[str, list[str]]:
     if not path.is_file():
         return {}
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise FaceGenderError(f"could not read {path}: it is not UTF-8 text ({exc}); save it as UTF-8 "
+                              "(in Excel: CSV UTF-8)") from None  # fmt: skip
+    except (OSError, csv.Error) as exc:
         raise FaceGenderError(f"could not read {path}: {exc}") from exc
     if not rows or "file" not in rows[0]:
         raise FaceGenderError(f"{path} needs a header row with a 'file' column (path relative to {root})")
