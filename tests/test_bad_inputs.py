@@ -185,10 +185,12 @@ def test_random_valid_images_always_prepare(width, height, fmt_mode, crop):
     assert prepare(out, 32, crop).shape == (32, 32, 3)
 
 
-def predict_cli(onnx_model: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`facegender predict ARGS --no-detect --format json` with a short timeout: a hang fails, not stalls."""
+def predict_cli(
+    onnx_model: Path, *args: str, cwd: Path | None = None, fmt: str = "json"
+) -> subprocess.CompletedProcess:
+    """`facegender predict ARGS --no-detect --format FMT` with a short timeout: a hang fails, not stalls."""
     command = [sys.executable, "-m", "facegender", "predict", *args, "--model", str(onnx_model), "--no-detect"]
-    return subprocess.run([*command, "--format", "json"], capture_output=True, text=True, env=ENV, timeout=60, cwd=cwd)
+    return subprocess.run([*command, "--format", fmt], capture_output=True, text=True, env=ENV, timeout=60, cwd=cwd)
 
 
 def test_a_fifo_is_skipped_in_folders_and_refused_by_name_never_opened(tmp_path, onnx_model):
@@ -257,3 +259,18 @@ def test_an_empty_input_or_annotate_name_is_refused_not_taken_as_the_current_fol
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert fragment in result.stderr and result.stdout == ""
     assert [p.name for p in tmp_path.iterdir()] == ["face.png"]
+
+
+def test_a_newline_in_a_file_name_is_shown_escaped_on_one_line(tmp_path, onnx_model):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "new\nline.png").write_bytes(_png(Image.new("RGB", (30, 30), (200, 150, 120))))
+    (folder / "bad\tname\r.jpg").write_bytes(b"not an image")
+    result = predict_cli(onnx_model, str(folder), fmt="table")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    table = result.stdout.splitlines()
+    assert len(table) == 3, result.stdout  # the header and one row per file
+    assert table[1].startswith(f"{folder}/bad\\tname\\r.jpg ") and "error" in table[1]
+    assert table[2].startswith(f"{folder}/new\\nline.png ") and table[2].split()[2] in ("female", "male")
+    assert f"could not read {folder}/bad\\tname\\r.jpg: not an image" in result.stderr.splitlines()[0]
+    assert len(result.stderr.splitlines()) == 2  # that line and the count

@@ -50,9 +50,15 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
     return files, missing
 
 
+# Control characters (a newline is legal in a Linux file name) would split a table row or a stderr line.
+_NAMED_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | _NAMED_ESCAPES
+
+
 def display_name(path: str | Path) -> str:
-    """A file name as valid text: bytes that are not UTF-8 (possible on Linux) shown as \\xNN escapes."""
-    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    """A file name as one line of valid text: bytes that are not UTF-8 (possible on Linux) shown as \\xNN escapes,
+    control characters such as a newline as \\n, \\t, \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
 
 
 def error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
