@@ -192,3 +192,11 @@ def test_atomic_write_refuses_a_symlink_loop_and_leaves_it(tmp_path):
     with pytest.raises(OSError, match="symlink loop"):
         files.atomic_write_bytes(loop, b"x")
     assert loop.is_symlink() and [p.name for p in tmp_path.iterdir()] == ["loop.json"]
+
+
+def test_train_refuses_a_run_folder_inside_a_class_folder(tmp_path):
+    data = make_dataset(tmp_path / "d", 3, 3)
+    before = sorted(p.name for p in (data / "female").iterdir())
+    result = cli("train", "--data", str(data), "--out", str(data / "female" / "run"), "--backbone-weights", "none")
+    assert_clean_error(result, "is inside the class folder", "choose a folder outside")
+    assert sorted(p.name for p in (data / "female").iterdir()) == before  # no run folder started there

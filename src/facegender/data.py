@@ -65,6 +65,23 @@ def concat(datasets: list[Dataset]) -> Dataset:
     )
 
 
+def refuse_inside_class_folders(out: Path, files: Iterable[Path], option: str = "--out") -> None:
+    """Refuse an output folder inside a class folder (female/ or male/, any case) of these dataset files: the
+    images written there would be read as labelled photos the next time the dataset is scanned."""
+    target = Path(os.path.realpath(out))
+    class_folders = set()
+    for file in files:
+        folder = next((p for p in file.parents if p.name.lower() in CLASS_NAMES), None)
+        if folder is not None:
+            class_folders.add(folder)
+    for folder in sorted(class_folders):
+        if target.is_relative_to(os.path.realpath(folder)):
+            raise FaceGenderError(
+                f"{option} {out} is inside the class folder {folder}: its images would be read as photos the next "
+                "time; choose a folder outside the dataset's class folders"
+            )
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 

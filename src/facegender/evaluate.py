@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from facegender import CLASS_NAMES, calibration, metrics, plots
-from facegender.data import Dataset, scan_dataset
+from facegender.data import Dataset, refuse_inside_class_folders, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import ensure_writable
 from facegender.inference import Classifier
@@ -127,12 +127,7 @@ def evaluate(
     dataset = scan_dataset(data, min_per_class=1)
     classifier = Classifier.load(model)
     out = Path(out)
-    for folder in sorted({dataset.root / f.relative_to(dataset.root).parts[0] for f in dataset.files}):
-        if out.resolve().is_relative_to(folder.resolve()):
-            raise FaceGenderError(
-                f"--out {out} is inside the class folder {folder}: the report's images would be read as photos "
-                "next time; choose a folder outside the dataset's class folders"
-            )
+    refuse_inside_class_folders(out, dataset.files)
     _refuse_foreign_misclassified(out)
     ensure_writable(out)  # fail before the work, not after it; and no empty folder left for a bad dataset or model
     threshold = classifier.info.threshold if threshold is None else threshold

@@ -20,7 +20,16 @@ import numpy as np
 
 from facegender import CLASS_NAMES, __version__
 from facegender.config import Config
-from facegender.data import Dataset, concat, load_images, overlap, resolve_splits, scan_dataset, split_train_val
+from facegender.data import (
+    Dataset,
+    concat,
+    load_images,
+    overlap,
+    refuse_inside_class_folders,
+    resolve_splits,
+    scan_dataset,
+    split_train_val,
+)
 from facegender.errors import FaceGenderError
 from facegender.files import atomic_write_bytes
 from facegender.inference import FORMAT_VERSION
@@ -156,6 +165,7 @@ def train(
     folders = [data] if isinstance(data, (str, Path)) else list(data)
     train_folders = [resolve_splits(folders[0], val)[0]] if len(folders) == 1 else folders
     train_set, val_set = _read_split(config, data, val)
+    refuse_inside_class_folders(run_dir, [*train_set.files, *val_set.files])
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ".write_test").touch()
