@@ -7,6 +7,7 @@ A `.keras` or `.h5` model runs under Keras (imported only then).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,24 +46,21 @@ class ModelInfo:
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelInfo:
         if not isinstance(data, dict):
             raise FaceGenderError(f"model metadata in {source} is not a JSON object; retrain or re-export the model")
-        version = data.get("format_version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        version = _typed(data, "format_version", FORMAT_VERSION, source)
+        if version > FORMAT_VERSION:
             raise FaceGenderError(
-                f"model metadata in {source} has format_version {version!r}; this facegender reads up to "
+                f"model metadata in {source} has format_version {version}; this facegender reads up to "
                 f"{FORMAT_VERSION}. Upgrade facegender or use a model made by this version."
             )
-        try:
-            info = cls(
-                image_size=int(data.get("image_size", 224)),
-                crop=float(data.get("crop", 1.0)),
-                threshold=float(data.get("threshold", 0.5)),
-                temperature=float(data.get("temperature", 1.0)),
-                face_crops=bool(data.get("face_crops", False)),
-                class_names=tuple(data.get("class_names", CLASS_NAMES)),
-                extra=data,
-            )
-        except (TypeError, ValueError) as exc:
-            raise FaceGenderError(f"model metadata in {source} is malformed: {exc}") from exc
+        info = cls(
+            image_size=_typed(data, "image_size", 224, source),
+            crop=_typed(data, "crop", 1.0, source),
+            threshold=_typed(data, "threshold", 0.5, source),
+            temperature=_typed(data, "temperature", 1.0, source),
+            face_crops=_typed(data, "face_crops", False, source),
+            class_names=_typed(data, "class_names", CLASS_NAMES, source),
+            extra=data,
+        )
         if info.class_names != CLASS_NAMES:
             raise FaceGenderError(f"model metadata in {source}: class_names must be {list(CLASS_NAMES)}")
         if (
@@ -75,6 +73,33 @@ class ModelInfo:
                 f"model metadata in {source} has an out-of-range threshold, image_size, crop or temperature"
             )
         return info
+
+
+def _typed(data: dict[str, Any], name: str, default: Any, source: str) -> Any:
+    """data[name] (or the default) if it has the default's JSON type, else a clear error.
+
+    JSON's true is not an integer here and "false" is not a bool: a loose reading would silently change
+    how photos are framed or scored.
+    """
+    value = data.get(name, default)
+    if isinstance(default, bool):
+        ok, what = type(value) is bool, "true or false"
+    elif isinstance(default, int):
+        ok, what = type(value) is int, "a whole number"
+    elif isinstance(default, float):
+        ok = type(value) in (int, float) and math.isfinite(value)
+        what = "a finite number"
+    else:
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        what = "a list of names"
+    if not ok:
+        raise FaceGenderError(
+            f"model metadata in {source}: {name} must be {what}, got {json.dumps(value)}; "
+            "correct it or re-export the model"
+        )
+    if isinstance(default, float):
+        return float(value)
+    return tuple(value) if isinstance(default, tuple) else value
 
 
 def resolve_model_path(model: str | Path | None) -> Path:

@@ -1,0 +1,78 @@
+"""Loading a model checks its metadata's types."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import png_bytes
+
+from facegender.errors import FaceGenderError
+from facegender.inference import Classifier
+
+onnx = pytest.importorskip("onnx")
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=ENV,
+                          timeout=300)  # fmt: skip
+
+
+def with_metadata(source: Path, target: Path, metadata: dict | None) -> Path:
+    """A copy of the 64 px test model with other embedded metadata (None: none at all)."""
+    proto = onnx.load(str(source))
+    del proto.metadata_props[:]
+    if metadata is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "facegender", json.dumps(metadata)
+    onnx.save(proto, str(target))
+    return target
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    path = tmp_path / "face.png"
+    path.write_bytes(png_bytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("face_crops", "false", 'face_crops must be true or false, got "false"'),
+        ("face_crops", 0, "face_crops must be true or false, got 0"),
+        ("format_version", True, "format_version must be a whole number, got true"),
+        ("image_size", 64.0, "image_size must be a whole number, got 64.0"),
+        ("image_size", True, "image_size must be a whole number, got true"),
+        ("threshold", "0.5", 'threshold must be a finite number, got "0.5"'),
+        ("threshold", float("nan"), "threshold must be a finite number, got NaN"),
+        ("temperature", None, "temperature must be a finite number, got null"),
+        ("crop", False, "crop must be a finite number, got false"),
+        ("class_names", "female,male", 'class_names must be a list of names, got "female,male"'),
+    ],
+)
+def test_metadata_fields_of_the_wrong_type_are_refused(tmp_path, onnx_model, field, value, expected):
+    metadata = {"image_size": 64, "threshold": 0.5, "face_crops": False, field: value}
+    model = with_metadata(onnx_model, tmp_path / "typed.onnx", metadata)
+    with pytest.raises(FaceGenderError) as caught:
+        Classifier.load(model)
+    assert expected in str(caught.value) and "typed.onnx" in str(caught.value)
+
+
+def test_well_typed_metadata_still_loads(tmp_path, onnx_model):
+    metadata = {"format_version": 1, "image_size": 64, "threshold": 1, "crop": 0.9, "face_crops": True}
+    info = Classifier.load(with_metadata(onnx_model, tmp_path / "ok.onnx", metadata)).info
+    assert info.threshold == 1.0 and isinstance(info.threshold, float) and info.face_crops is True
+
+
+def test_string_false_face_crops_is_refused_through_the_cli(tmp_path, onnx_model, image):
+    model = with_metadata(onnx_model, tmp_path / "s.onnx", {"image_size": 64, "face_crops": "false"})
+    result = cli("predict", str(image), "--model", str(model))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "s.onnx" in result.stderr and "face_crops" in result.stderr
