@@ -1,4 +1,4 @@
-"""Loading a model checks its metadata's types."""
+"""Loading a model checks its metadata's types and that its image_size is the one the network takes."""
 
 from __future__ import annotations
 
@@ -40,6 +40,32 @@ def image(tmp_path) -> Path:
     path = tmp_path / "face.png"
     path.write_bytes(png_bytes())
     return path
+
+
+def test_stated_image_size_the_network_cannot_take_is_refused_at_load(tmp_path, onnx_model, image):
+    model = with_metadata(onnx_model, tmp_path / "m224.onnx", {"image_size": 224, "threshold": 0.5})
+    result = cli("predict", str(image), "--model", str(model), "--no-detect")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "InvalidArgument" not in result.stderr
+    assert "m224.onnx" in result.stderr and "image_size 224" in result.stderr and "64x64" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+
+
+def test_run_folder_with_bare_model_json_takes_the_networks_size(tmp_path, onnx_model, image):
+    run = tmp_path / "run"
+    run.mkdir()
+    with_metadata(onnx_model, run / "model.onnx", None)
+    (run / "model.json").write_text(json.dumps({"format_version": 1}))
+    assert Classifier.load(run).info.image_size == 64
+    result = cli("predict", str(image), "--model", str(run), "--no-detect", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["label"] in ("female", "male")
+
+
+def test_onnx_without_metadata_takes_the_networks_size(tmp_path, onnx_model):
+    (tmp_path / "bare").mkdir()  # no model.json beside it either
+    classifier = Classifier.load(with_metadata(onnx_model, tmp_path / "bare" / "m.onnx", None))
+    assert classifier.info.image_size == 64 and classifier.info.threshold == 0.5
 
 
 @pytest.mark.parametrize(

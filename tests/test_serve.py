@@ -216,3 +216,23 @@ def test_a_missing_detector_fails_only_the_requests_that_detect(onnx_model, tmp_
     failed = client.post("/predict", files=files)
     assert failed.status_code == 503 and "detect=off" in failed.json()["error"]
     assert client.post("/predict?detect=off", files=files).json()["results"][0]["label"] in ("female", "male")
+
+
+def serve_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`facegender serve` expected to refuse to start: killed (and the test failed) if it serves instead."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "facegender", "serve", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)  # fmt: skip
+
+
+def test_a_model_whose_image_size_the_network_cannot_take_is_refused_before_serving(onnx_model, tmp_path):
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(onnx_model))
+    proto.metadata_props[0].value = json.dumps({**json.loads(proto.metadata_props[0].value), "image_size": 224})
+    onnx.save(proto, str(tmp_path / "m224.onnx"))
+    result = serve_cli("--model", str(tmp_path / "m224.onnx"), "--port", str(free_port()), timeout=60)
+    assert result.returncode == 2 and "serving on" not in result.stdout
+    assert "m224.onnx" in result.stderr and "64x64" in result.stderr and "Traceback" not in result.stderr

@@ -127,19 +127,51 @@ def sidecar_path(model: Path) -> Path:
     return model.with_name(model.name + ".json")
 
 
-def _read_metadata(path: Path, onnx_props: dict[str, str] | None = None) -> ModelInfo:
+def _read_metadata(path: Path, onnx_props: dict[str, str] | None = None) -> tuple[ModelInfo, str]:
+    """The model's metadata and where it was found (or "no metadata" for the defaults)."""
     if onnx_props and METADATA_KEY in onnx_props:
         try:
-            return ModelInfo.from_dict(json.loads(onnx_props[METADATA_KEY]), str(path))
+            return ModelInfo.from_dict(json.loads(onnx_props[METADATA_KEY]), str(path)), f"the metadata inside {path}"
         except json.JSONDecodeError as exc:
             raise FaceGenderError(f"model metadata inside {path} is not valid JSON: {exc}") from exc
     for sidecar in (sidecar_path(path), path.with_suffix(".json"), path.parent / "model.json"):
         if sidecar.is_file():
             try:
-                return ModelInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")), str(sidecar))
+                return ModelInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")), str(sidecar)), str(sidecar)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise FaceGenderError(f"{sidecar} is not valid JSON ({exc}); retrain or restore it") from exc
-    return ModelInfo()  # e.g. a legacy .h5: defaults (224 px, whole image, threshold 0.5)
+    return ModelInfo(), "no metadata"  # e.g. a legacy .h5: defaults (224 px, whole image, threshold 0.5)
+
+
+def _fit_input_size(info: ModelInfo, source: str, path: Path, shape: Any) -> ModelInfo:
+    """Check the network's input shape (batch, height, width, 3) against the metadata's image_size.
+
+    Metadata without an image_size takes the network's own fixed size: the only one it runs at. A stated size the
+    network cannot take is refused here, at load, rather than failing on every batch.
+    """
+    try:
+        dims = [d if isinstance(d, int) and d > 0 else None for d in shape]  # names, None or -1: any size
+    except TypeError:
+        return info  # a shape the runtime does not report: nothing to check
+    if len(dims) != 4 or dims[3] not in (None, 3):
+        raise FaceGenderError(
+            f"{path} takes inputs of shape {list(shape)}, not (batch, size, size, 3) RGB images; "
+            "is it a facegender model? Re-export it with facegender export"
+        )
+    fixed = {d for d in dims[1:3] if d is not None}
+    if len(fixed) > 1:
+        raise FaceGenderError(f"{path} takes {dims[1]}x{dims[2]} inputs; facegender feeds square images. Re-export it")
+    if not fixed:
+        return info
+    size = fixed.pop()
+    if "image_size" not in info.extra and 16 <= size <= 1024:
+        info.image_size = size
+    elif size != info.image_size:
+        raise FaceGenderError(
+            f"{source} says image_size {info.image_size} but the network in {path} takes {size}x{size} px inputs; "
+            f"set image_size to {size} there if it was trained at that size, or re-export the model"
+        )
+    return info
 
 
 class Classifier:
@@ -172,8 +204,10 @@ class Classifier:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise FaceGenderError(f"could not load ONNX model {path}: {exc}. Re-export it.") from exc
-        info = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
-        input_name = session.get_inputs()[0].name
+        info, source = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
+        network_input = session.get_inputs()[0]
+        info = _fit_input_size(info, source, path, network_input.shape)
+        input_name = network_input.name
 
         def run(batch: np.ndarray) -> np.ndarray:
             return session.run(None, {input_name: batch.astype(np.float32)})[0].reshape(-1)
@@ -190,8 +224,10 @@ class Classifier:
             interpreter = Interpreter(model_path=str(path), num_threads=threads or usable_cpus())
         except Exception as exc:
             raise FaceGenderError(f"could not load LiteRT model {path}: {exc}. Re-export it.") from exc
-        info = _read_metadata(path)
-        input_index = interpreter.get_input_details()[0]["index"]
+        details = interpreter.get_input_details()[0]
+        info, source = _read_metadata(path)
+        info = _fit_input_size(info, source, path, [int(d) for d in details.get("shape_signature", details["shape"])])
+        input_index = details["index"]
         output_index = interpreter.get_output_details()[0]["index"]
         shape = [0]
 
@@ -211,7 +247,8 @@ class Classifier:
         from facegender.model import load_keras_model
 
         keras_model = load_keras_model(path)
-        info = _read_metadata(path)
+        info, source = _read_metadata(path)
+        info = _fit_input_size(info, source, path, getattr(keras_model, "input_shape", None))
 
         def run(batch: np.ndarray) -> np.ndarray:
             return np.asarray(keras_model(batch.astype(np.float32), training=False)).reshape(-1)
