@@ -246,25 +246,36 @@ def _export(args: argparse.Namespace) -> int:
     import json
 
     from facegender.export import calibration_images, export_model
+    from facegender.files import ensure_writable
     from facegender.inference import ModelInfo, resolve_model_path
     from facegender.model import load_keras_model
 
     given = Path(args.model)
+    if given.is_file() and given.suffix.lower() not in (".keras", ".h5"):
+        raise FaceGenderError(f"export takes a run folder holding model.keras or a .keras/.h5 file, not {given}")
     source = given / "model.keras" if given.is_dir() else resolve_model_path(given)
     if source.suffix not in (".keras", ".h5") or not source.is_file():
         raise FaceGenderError(
             f"nothing to export at {given}: pass a run folder holding model.keras or a .keras/.h5 file"
         )
     metadata_file = source.parent / "model.json" if source.name == "model.keras" else source.with_suffix(".json")
-    metadata = json.loads(metadata_file.read_text(encoding="utf-8")) if metadata_file.is_file() else {}
+    metadata: dict[str, Any] = {}
+    if metadata_file.is_file():
+        try:
+            metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FaceGenderError(f"{metadata_file} is not valid JSON ({exc}); retrain or restore it") from None
+    info = ModelInfo.from_dict(metadata, str(metadata_file))  # the metadata the export will carry must be readable
+    out_path = Path(args.out)
+    if out_path.is_dir():
+        raise FaceGenderError(f"--out {out_path} is a folder; give a file name, e.g. {out_path / 'model.onnx'}")
+    ensure_writable(out_path.parent)  # before loading TensorFlow and the model, not after
     samples = None
     if args.format == "tflite-int8":
         samples = calibration_images(
-            args.data or (metadata.get("training", {}).get("data") or [None])[0],
-            ModelInfo.from_dict(metadata, str(metadata_file)),
-            args.samples,
+            args.data or (metadata.get("training", {}).get("data") or [None])[0], info, args.samples
         )
-    out = export_model(load_keras_model(source), Path(args.out), metadata, args.format, samples)
+    out = export_model(load_keras_model(source), out_path, metadata, args.format, samples)
     print(out)
     return 0
 
