@@ -236,3 +236,58 @@ def test_a_model_whose_image_size_the_network_cannot_take_is_refused_before_serv
     result = serve_cli("--model", str(tmp_path / "m224.onnx"), "--port", str(free_port()), timeout=60)
     assert result.returncode == 2 and "serving on" not in result.stdout
     assert "m224.onnx" in result.stderr and "64x64" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--max-upload-mb", "nan"], "--max-upload-mb"),
+        (["--max-upload-mb", "inf"], "--max-upload-mb"),
+        (["--port", "99999"], "--port must be between 0 and 65535"),
+        (["--port", "-1"], "--port must be between 0 and 65535"),
+        (["--host", "not a host!!"], "--host 'not a host!!'"),
+    ],
+)
+def test_bad_serve_options_are_refused_before_serving(onnx_model, args, expected):
+    result = serve_cli("--model", str(onnx_model), *args, timeout=60)
+    assert result.returncode == 2 and "serving on" not in result.stdout, (result.stdout, result.stderr)
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_port_in_use_is_refused_before_serving(onnx_model):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve_cli("--model", str(onnx_model), "--port", str(port), timeout=60)
+    assert result.returncode == 2 and "serving on" not in result.stdout, (result.stdout, result.stderr)
+    assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_zero_prints_the_port_it_really_serves_on(onnx_model):
+    import httpx
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facegender", "serve", "--model", str(onnx_model), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()  # blocks until the line or the process's end; killed below either way
+        assert line.startswith("serving on http://127.0.0.1:"), (line, process.poll())
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        assert port > 0
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1, trust_env=False)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and process.poll() is None, "the server did not answer"
+                time.sleep(0.3)
+        assert health.json()["model"] == "tiny"
+    finally:
+        process.kill()
+        process.wait(timeout=30)

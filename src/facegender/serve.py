@@ -7,7 +7,9 @@ no route reads a path given by the user. Inference runs in a bounded thread pool
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -166,12 +168,46 @@ def create_app(
     return app
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port now, so that a bad host or a taken port is a one-line error before serving."""
+    if not 0 <= port <= 65535:
+        raise FaceGenderError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FaceGenderError(
+            f"--host {host!r} is not an address to serve on ({getattr(exc, 'strerror', None) or exc}); "
+            "use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = {
+            errno.EADDRINUSE: "it is already in use; choose another --port or stop the server using it",
+            errno.EACCES: "ports below 1024 need root; choose --port 1024 or above",
+            errno.EADDRNOTAVAIL: "that address is not one of this machine's; choose another --host",
+        }.get(exc.errno or 0, "choose another --host or --port")
+        raise FaceGenderError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): {hint}") from None
+    return sock
+
+
 def run(model: str | Path | None, host: str, port: int, workers: int, max_upload_mb: float, max_batch: int) -> None:
     import uvicorn
 
-    app = create_app(model, max_upload_mb=max_upload_mb, max_batch_files=max_batch, workers=workers)
-    print(f"serving on http://{host}:{port}  (page: /, API docs: /docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = bind(host, port)  # before loading the model: the quick check first
+    try:
+        app = create_app(model, max_upload_mb=max_upload_mb, max_batch_files=max_batch, workers=workers)
+        bound_host, bound_port = sock.getsockname()[:2]  # the real port where --port 0 let the system choose
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        print(f"serving on http://{shown}:{bound_port}  (page: /, API docs: /docs)", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 PAGE = """<!doctype html>
