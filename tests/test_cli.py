@@ -58,3 +58,15 @@ def test_export_says_what_it_accepts(run_dir):
     result = cli("export", "--model", str(text), "--out", "m.onnx")
     assert_clean_error(result, "export takes a run folder holding model.keras or a .keras/.h5 file")
     assert ".onnx" not in result.stderr.replace("m.onnx", "")
+
+
+def test_negative_corrupt_seed_is_a_usage_error(tmp_path, onnx_model):
+    pytest.importorskip("albumentations")
+    pytest.importorskip("sklearn")
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "d", 2, 2)
+    out = tmp_path / "evaluation"
+    args = ("evaluate", "--data", str(data), "--model", str(onnx_model), "--out", str(out), "--corrupt")
+    assert_clean_error(cli(*args, "--corrupt-seed", "-1"), "--corrupt-seed: must be a whole number >= 0, got -1")
+    assert not out.exists()  # refused before any work

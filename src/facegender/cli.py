@@ -22,6 +22,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _seed(text: str) -> int:
+    """A seed for numpy's generators, which take only non-negative integers."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facegender", description="Face gender classification that holds up in bad conditions.")
     parser.add_argument("--version", action="version", version=f"facegender {__version__}")
@@ -61,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the robustness suite: the clean photos under 9 adverse conditions x 3 severities",
     )
-    e.add_argument("--corrupt-seed", type=int, default=0, dest="corrupt_seed", help="seed of the robustness suite")
+    e.add_argument("--corrupt-seed", type=_seed, default=0, dest="corrupt_seed", help="seed of the robustness suite")
 
     p = sub.add_parser("predict", help="predict the label of images, folders or globs")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
