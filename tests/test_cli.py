@@ -70,3 +70,60 @@ def test_negative_corrupt_seed_is_a_usage_error(tmp_path, onnx_model):
     args = ("evaluate", "--data", str(data), "--model", str(onnx_model), "--out", str(out), "--corrupt")
     assert_clean_error(cli(*args, "--corrupt-seed", "-1"), "--corrupt-seed: must be a whole number >= 0, got -1")
     assert not out.exists()  # refused before any work
+
+
+def many_photos(folder: Path, count: int) -> Path:
+    """`count` links to one 256 px photo: enough work that a signal lands mid-run, at no cost to make."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    first = folder / "p0.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(first)
+    for i in range(1, count):
+        os.link(first, folder / f"p{i}.png")
+    return folder
+
+
+def terminated(args: list[str]) -> subprocess.CompletedProcess:
+    """Run the CLI, send SIGTERM once it has loaded its model (ONNX Runtime mapped), return how it ended."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "facegender", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "onnxruntime" not in Path(f"/proc/{process.pid}/maps").read_text():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert process.poll() is None, "finished before the signal: give it more work"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see when the model is loaded")
+def test_sigterm_stops_predict_like_ctrl_c_with_no_partial_output(tmp_path, onnx_model):
+    photos = many_photos(tmp_path / "photos", 1000)
+    out = tmp_path / "results" / "rows.json"
+    out.parent.mkdir()
+    result = terminated(["predict", str(photos), "--model", str(onnx_model), "--detect", "on", "--output", str(out)])
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in result.stderr
+    assert list(out.parent.iterdir()) == []  # neither the file nor a temporary one
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see when the model is loaded")
+def test_sigterm_stops_evaluate_like_ctrl_c(tmp_path, onnx_model):
+    pytest.importorskip("sklearn")
+    data = tmp_path / "data"
+    many_photos(data / "female", 800)
+    many_photos(data / "male", 800)
+    result = terminated(["evaluate", "--data", str(data), "--model", str(onnx_model), "--out", str(tmp_path / "ev")])
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in result.stderr
+    assert not (tmp_path / "ev" / "metrics.json").exists()

@@ -183,6 +183,16 @@ def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:
             signal.signal(sig, handler)
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (kill, a container stopping) stops the command as Ctrl-C does: exit 130, no partial output file."""
+    import signal
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+
+
 def _require(extra: str, *modules: str) -> None:
     """A clear message, not an ImportError, when a command's optional dependencies are not installed."""
     import importlib.util
@@ -301,6 +311,8 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of the output
     args = build_parser().parse_args(argv)
+    if args.command in ("predict", "evaluate", "export"):  # train has its own handler, serve uvicorn's
+        _sigterm_as_interrupt()
     try:
         return COMMANDS[args.command](args)
     except FaceGenderError as exc:
