@@ -73,7 +73,8 @@ def test_negative_corrupt_seed_is_a_usage_error(tmp_path, onnx_model):
 
 
 def many_photos(folder: Path, count: int) -> Path:
-    """`count` links to one 256 px photo: enough work that a signal lands mid-run, at no cost to make."""
+    """`count` links to one 256 px photo: work for many seconds (a signal lands mid-run even on a fast machine),
+    at no cost to make; the run is stopped long before it ends."""
     import numpy as np
     from PIL import Image
 
@@ -108,7 +109,7 @@ def terminated(args: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see when the model is loaded")
 def test_sigterm_stops_predict_like_ctrl_c_with_no_partial_output(tmp_path, onnx_model):
-    photos = many_photos(tmp_path / "photos", 1000)
+    photos = many_photos(tmp_path / "photos", 5000)
     out = tmp_path / "results" / "rows.json"
     out.parent.mkdir()
     result = terminated(["predict", str(photos), "--model", str(onnx_model), "--detect", "on", "--output", str(out)])
@@ -121,8 +122,8 @@ def test_sigterm_stops_predict_like_ctrl_c_with_no_partial_output(tmp_path, onnx
 def test_sigterm_stops_evaluate_like_ctrl_c(tmp_path, onnx_model):
     pytest.importorskip("sklearn")
     data = tmp_path / "data"
-    many_photos(data / "female", 800)
-    many_photos(data / "male", 800)
+    many_photos(data / "female", 2500)
+    many_photos(data / "male", 2500)
     result = terminated(["evaluate", "--data", str(data), "--model", str(onnx_model), "--out", str(tmp_path / "ev")])
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in result.stderr

@@ -127,8 +127,6 @@ def _serve(args: argparse.Namespace) -> int:
         raise FaceGenderError(
             "--workers and --max-batch must be >= 1 and --max-upload-mb a number above 0, at most 1000000"
         )
-    if not 0 <= args.port <= 65535:
-        raise FaceGenderError(f"--port must be between 0 and 65535 (0: any free port), got {args.port}")
     run(args.model, args.host, args.port, args.workers, args.max_upload_mb, args.max_batch)
     return 0
 

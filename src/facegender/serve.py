@@ -171,7 +171,7 @@ def create_app(
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to host:port now, so that a bad host or a taken port is a one-line error before serving."""
     if not 0 <= port <= 65535:
-        raise FaceGenderError(f"--port must be between 0 and 65535, got {port}")
+        raise FaceGenderError(f"--port must be between 0 and 65535 (0: any free port), got {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
