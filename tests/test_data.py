@@ -21,7 +21,7 @@ def test_scan_reads_classes_any_case_and_labels_csv(tmp_path):
 
 def test_missing_class_or_too_few_images_is_refused(tmp_path):
     root = make_dataset(tmp_path / "d", n_female=1, n_male=3)
-    with pytest.raises(FaceGenderError, match=r"female/ has 1 image\(s\); at least 2"):
+    with pytest.raises(FaceGenderError, match=r"female/ has 1 image\(s\), and 2 or more are needed"):
         scan_dataset(root)
     (root / "female").rename(root / "women")
     with pytest.raises(FaceGenderError, match=r"no 'female/' folder \(found: male, women\)"):
@@ -82,7 +82,7 @@ def test_folder_scan_skips_fifos_but_keeps_links_that_cannot_be_followed(tmp_pat
     (root / "female" / "good_link.jpg").symlink_to("female_0_0.jpg")
     names = [p.name for p in iter_image_files(root / "female")]
     assert names == ["female_0_0.jpg", "female_0_1.jpg", "good_link.jpg", "loop.jpg"]  # loop: reported unreadable
-    assert scan_dataset(root).counts() == {"female": 3, "male": 2}  # evaluate/train read regular files only
+    assert scan_dataset(root).counts() == {"female": 4, "male": 2}  # the loop too: named when it fails to load
 
 
 def test_labels_csv_with_a_bom_is_read_and_latin1_is_refused_with_the_fix(tmp_path):
@@ -93,3 +93,19 @@ def test_labels_csv_with_a_bom_is_read_and_latin1_is_refused_with_the_fix(tmp_pa
     (root / "labels.csv").write_bytes(text.replace("foggy", "brumeux dégagé").encode("latin-1"))
     with pytest.raises(FaceGenderError, match=r"labels.csv: it is not UTF-8 text .*; save it as UTF-8"):
         scan_dataset(root)
+
+
+def test_two_folders_for_one_class_are_refused(tmp_path):
+    root = make_dataset(tmp_path / "d", 3, 3)
+    (root / "Female").mkdir()
+    with pytest.raises(FaceGenderError, match="two folders for one class, Female/ and female/; merge them"):
+        scan_dataset(root)
+
+
+def test_a_broken_link_in_a_class_folder_is_named_as_unreadable(tmp_path):
+    root = make_dataset(tmp_path / "d", 3, 3)
+    (root / "male" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    dataset = scan_dataset(root)
+    assert root / "male" / "gone.jpg" in dataset.files and len(dataset) == 7
+    images, _, errors = load_images(dataset.files, 32, 1.0)
+    assert len(images) == 6 and [e.path for e in errors] == [str(root / "male" / "gone.jpg")]

@@ -110,9 +110,14 @@ def is_special_file(path: Path) -> bool:
 
 
 def _class_folders(root: Path) -> dict[str, Path]:
-    found = {}
+    found: dict[str, Path] = {}
     for child in sorted(root.iterdir()):
         if child.is_dir() and child.name.lower() in CLASS_NAMES:
+            if child.name.lower() in found:
+                raise FaceGenderError(
+                    f"dataset {root} has two folders for one class, {found[child.name.lower()].name}/ and "
+                    f"{child.name}/; merge them into one"
+                )
             found[child.name.lower()] = child
     return found
 
@@ -136,11 +141,11 @@ def scan_dataset(root: str | Path, min_per_class: int = MIN_IMAGES_PER_CLASS) ->
     files: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(CLASS_NAMES):
-        class_files = [p for p in iter_image_files(classes[name]) if p.is_file()]
+        class_files = list(iter_image_files(classes[name]))  # a broken link is kept: named when it fails to load
         if len(class_files) < min_per_class:
             raise FaceGenderError(
-                f"dataset {root}: class folder {classes[name].name}/ has {len(class_files)} image(s); "
-                f"at least {min_per_class} are needed. Add images of that class."
+                f"dataset {root}: class folder {classes[name].name}/ has {len(class_files)} image(s), and "
+                f"{min_per_class} or more are needed; add images of that class."
             )
         files.extend(class_files)
         labels.extend([index] * len(class_files))
