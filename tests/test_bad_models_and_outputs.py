@@ -44,6 +44,11 @@ def test_truncated_or_garbage_model_files(tmp_path, onnx_model, image):
     garbage = tmp_path / "junk.keras"
     garbage.write_bytes(b"PK\x03\x04 not really a zip")
     assert_clean_error(cli("predict", str(image), "--model", str(garbage)), "could not load model", "junk.keras")
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    result = cli("predict", str(image), "--model", str(empty))
+    assert_clean_error(result, "empty.keras is empty (0 bytes)")
+    assert len(result.stderr.strip().splitlines()) == 1  # refused before TensorFlow starts and logs
     wrong = tmp_path / "model.pt"
     wrong.write_bytes(b"x")
     assert_clean_error(cli("predict", str(image), "--model", str(wrong)), "unsupported model file")

@@ -119,6 +119,8 @@ def resolve_model_path(model: str | Path | None) -> Path:
         raise FaceGenderError(f"no model file in {path}; expected one of {', '.join(MODEL_FILES)}")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise FaceGenderError(f"unsupported model file {path}; use a run folder or a {', '.join(MODEL_SUFFIXES)} file")
+    if path.is_file() and path.stat().st_size == 0:  # caught before any runtime (TensorFlow's start-up) loads
+        raise FaceGenderError(f"model file {path} is empty (0 bytes): an interrupted copy or download? copy it again")
     return path
 
 
