@@ -3,6 +3,8 @@ stopping's best epoch, counters and best weights back."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,7 @@ def test_resume_restores_early_stopping_state_and_the_epoch(tmp_path: Path):
     weights, best = model.get_weights(), [w.copy() for w in stopping.best_weights]
 
     resumed, new_stopping = tiny_model(), early_stopping()  # a fresh process: other initial weights
-    state = checkpoint.load(resumed, tmp_path)
+    state = checkpoint.load(resumed, tmp_path, 1)
     assert state is not None and state["epoch"] == 3 and not state["done"]
     for saved, loaded in zip(weights, resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, loaded)
@@ -70,7 +72,7 @@ def test_resume_restores_early_stopping_state_and_the_epoch(tmp_path: Path):
     assert (seen.best, seen.wait, seen.best_epoch) == (stopping.best, stopping.wait, stopping.best_epoch)
     for saved, restored in zip(best, seen.best_weights, strict=True):
         np.testing.assert_array_equal(saved, restored)
-    final = checkpoint.load(tiny_model(), tmp_path)
+    final = checkpoint.load(tiny_model(), tmp_path, 1)
     assert final is not None and final["done"] and final["epoch"] == 6
     assert {p.name for p in tmp_path.iterdir()} == {"state.json", "epoch-0006-done.weights.h5"}  # old epochs gone
 
@@ -92,17 +94,73 @@ def test_a_kill_while_saving_leaves_the_previous_epoch_readable(tmp_path: Path, 
     monkeypatch.undo()
 
     resumed = tiny_model()
-    state = checkpoint.load(resumed, tmp_path)
+    state = checkpoint.load(resumed, tmp_path, 0)
     assert state is not None and state["epoch"] == 2
     for saved, loaded in zip(after_two, resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, loaded)
 
 
 def test_an_unreadable_checkpoint_is_named_with_the_fix(tmp_path: Path):
-    (tmp_path / "state.json").write_text('{"epoch": 2, "done": false, "weights": "epoch-0002.weights.h5"}')
-    (tmp_path / "epoch-0002.weights.h5").write_bytes(b"not hdf5")
-    with pytest.raises(FaceGenderError, match=f"cannot read the training checkpoint in {tmp_path}.*delete"):
-        checkpoint.load(tiny_model(), tmp_path)
+    model, stopping = tiny_model(), early_stopping()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, [stopping, checkpoint.EpochCheckpoint(tmp_path, None, [stopping]), Interrupt(at=1)])
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert checkpoint.load(tiny_model(), tmp_path, 1) is not None
+    damages = [
+        lambda: (tmp_path / state["weights"]).write_bytes(b"not hdf5"),
+        lambda: (tmp_path / state["best_weights"][0]).unlink(),
+        lambda: (tmp_path / "state.json").write_text(json.dumps({**state, "callbacks": []})),
+        lambda: (tmp_path / "state.json").write_text("[1, 2]"),
+        lambda: (tmp_path / "state.json").write_text("{cut sh"),
+    ]
+    saved = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for damage in damages:
+        damage()
+        with pytest.raises(FaceGenderError, match=f"cannot read the training checkpoint in {tmp_path}.*delete"):
+            checkpoint.load(tiny_model(), tmp_path, 1)
+        for name, data in saved.items():
+            (tmp_path / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, monkeypatch, schedule: str):
+    """Phase 1 finished, phase 2 stopped after its second epoch: the resume skips phase 1, keeps its rows and
+    phase 2's, and the history reads back whole (ReduceLROnPlateau's learning_rate column included)."""
+    import tensorflow as tf
+
+    from facegender import model as model_module
+    from facegender import train
+    from facegender.config import Config
+
+    monkeypatch.setattr(model_module, "set_trainable", lambda *args, **kwargs: None)  # no backbone here
+    config = Config(head_epochs=2, epochs=5, schedule=schedule, early_stopping_patience=10, reduce_lr_patience=1)
+
+    def make_train(epochs: int):  # type: ignore[no-untyped-def]
+        return tf.data.Dataset.from_tensor_slices((X, Y)).batch(8).repeat(epochs)
+
+    val = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
+    stop_after = checkpoint.EpochCheckpoint.on_epoch_end
+
+    def stop_at_epoch_3(self, epoch, logs=None):  # type: ignore[no-untyped-def]
+        stop_after(self, epoch, logs)
+        if epoch == 3:
+            train.STOP_REQUESTED.set()
+
+    monkeypatch.setattr(checkpoint.EpochCheckpoint, "on_epoch_end", stop_at_epoch_3)
+    model = tiny_model()
+    with pytest.raises(KeyboardInterrupt):
+        train._fit_phases(train._Session(config, tmp_path, None, False), model, model, 0, make_train, val, 4)
+    train.STOP_REQUESTED.clear()
+    monkeypatch.setattr(checkpoint.EpochCheckpoint, "on_epoch_end", stop_after)
+    assert json.loads((tmp_path / "checkpoint" / "phase2" / "state.json").read_text())["epoch"] == 4
+
+    model = tiny_model()
+    train._fit_phases(train._Session(config, tmp_path, None, True), model, model, 0, make_train, val, 4)
+    with (tmp_path / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["epoch"]) for row in rows] == list(range(7))
+    assert all(None not in row and all(value != "" for value in row.values()) for row in rows)
+    assert len(train._read_history(tmp_path / "history.csv")["val_loss"]) == 7
 
 
 def test_truncate_history_keeps_the_checkpointed_epochs_only(tmp_path: Path):

@@ -30,21 +30,40 @@ STATE = "state.json"
 _COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_counter")
 
 
-def load(model: keras.Model, folder: Path) -> dict[str, Any] | None:
+def load(model: keras.Model, folder: Path, tracked: int) -> dict[str, Any] | None:
     """Restore `model` (compiled, with its trainable layers set as when saved) from the phase folder; returns
-    the saved state, or None when the phase has no checkpoint yet."""
+    the saved state, with the `tracked` callbacks' best weights read into "best_arrays", or None when the phase
+    has no checkpoint yet. A damaged checkpoint is a FaceGenderError that says how to start the phase over."""
     path = folder / STATE
     if not path.is_file():
         return None
-    fix = f"delete {folder} to redo this phase from its start"
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-        weights = folder / state["weights"]
+        valid = (
+            isinstance(state, dict)
+            and type(state.get("epoch")) is int
+            and isinstance(state.get("done"), bool)
+            and isinstance(state.get("weights"), str)
+            and isinstance(state.get("callbacks"), list)
+            and isinstance(state.get("best_weights"), list)
+            and len(state["callbacks"]) == len(state["best_weights"]) == tracked
+        )
+        if not valid:
+            raise ValueError(f"{path} does not hold this phase's checkpoint state")
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(weights)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FaceGenderError(f"cannot read the training checkpoint in {folder}: {exc}; {fix}") from exc
+        model.load_weights(folder / state["weights"])
+        state["best_arrays"] = []
+        for name in state["best_weights"]:
+            if name is None:
+                state["best_arrays"].append(None)
+                continue
+            with np.load(folder / name) as arrays:
+                state["best_arrays"].append([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FaceGenderError(
+            f"cannot read the training checkpoint in {folder}: {exc}; delete {folder} to redo this phase from its start"
+        ) from None
     return state
 
 
@@ -98,12 +117,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return
         for index, callback in enumerate(self.tracked):
             for name, value in self.state["callbacks"][index].items():
-                setattr(callback, name, value)
-            best = self.state["best_weights"][index]
+                if name in _COUNTERS:
+                    setattr(callback, name, value)
+            best = self.state["best_arrays"][index]
             if best is not None:
-                with np.load(self.folder / best) as arrays:
-                    callback.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-                self._best_files[index] = (callback.best_weights, best)
+                callback.best_weights = best
+                self._best_files[index] = (best, self.state["best_weights"][index])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs = epoch + 1
@@ -118,6 +137,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         weights = f"{stem}.weights.h5"
         partial = self.folder / f".partial-{weights}"
         self.model.save_weights(partial, overwrite=True)
+        with partial.open("rb+") as handle:  # on disk before state.json, which is fsynced, names it
+            os.fsync(handle.fileno())
         os.replace(partial, self.folder / weights)
         best_files: list[str | None] = []
         for index, callback in enumerate(self.tracked):

@@ -166,6 +166,7 @@ def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:
         STOP_REQUESTED.set()  # training also stops at its next batch if this exception gets lost
         raise KeyboardInterrupt
 
+    STOP_REQUESTED.clear()  # a run interrupted earlier in this process must not stop this one
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return function(*args)

@@ -263,14 +263,14 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
             loss=make_loss(config),
             metrics=_metrics(),
         )
-        state = checkpoint.load(model, folder) if session.resume else None
-        start = state["epoch"] if state else initial
-        checkpoint.truncate_history(session.csv_path, start)
-        if state and state["done"]:
+        state = checkpoint.load(model, folder, len(callbacks)) if session.resume else None
+        if state and state["done"]:  # its history rows stay; the next phase truncates what it will redo
             log(f"resume: {phase} already finished")
             return
+        start = state["epoch"] if state else initial
+        checkpoint.truncate_history(session.csv_path, start)
         if state:
-            log(f"resume: {phase} from epoch {start + 1}")
+            log(f"resume: {phase} from epoch {start + 1}" if start < initial + epochs else f"resume: {phase} ending")
         saver = checkpoint.EpochCheckpoint(folder, state, callbacks)
         with contextlib.redirect_stdout(sys.stderr):  # Keras's progress goes to stderr; stdout is the run path
             model.fit(
@@ -280,10 +280,10 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
                 initial_epoch=start,
                 steps_per_epoch=steps,
                 class_weight=session.class_weight,
-                callbacks=[
+                callbacks=[  # the logger before ReduceLROnPlateau, which adds a learning_rate column to logs
                     checkpoint.StopWhenAsked(STOP_REQUESTED),
-                    *callbacks,
                     keras.callbacks.CSVLogger(str(session.csv_path), append=True),
+                    *callbacks,
                     saver,
                 ],
                 verbose=1 if sys.stderr.isatty() else 2,
