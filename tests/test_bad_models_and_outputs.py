@@ -191,6 +191,24 @@ def test_output_into_a_fifo_writes_into_it_and_leaves_it_a_fifo(tmp_path, onnx_m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "results.fifo"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_output_to_its_own_stdout_goes_down_the_pipe_or_appends_to_the_shells_file(tmp_path, onnx_model, image):
+    """--output /dev/stdout (here its /proc spelling, which the test can use without touching /dev)."""
+    args = [sys.executable, "-m", "facegender", "predict", str(image), "--model", str(onnx_model), "--format", "json",
+            "--output", "/proc/self/fd/1"]  # fmt: skip
+    piped = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)[0]["file"] == str(image)
+    log = tmp_path / "app.log"
+    log.write_text("earlier line\n")
+    with log.open("a") as appended:  # as the shell's >> app.log
+        result = subprocess.run(args, stdout=appended, stderr=subprocess.PIPE, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    assert text.startswith("earlier line\n")  # appended, as the shell asked, not replaced
+    assert json.loads(text.removeprefix("earlier line\n"))[0]["file"] == str(image)
+
+
 def test_atomic_write_refuses_a_symlink_loop_and_leaves_it(tmp_path):
     loop = tmp_path / "loop.json"
     loop.symlink_to("loop.json")

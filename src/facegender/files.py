@@ -14,11 +14,17 @@ from facegender.errors import FaceGenderError
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file.
 
-    A symlink is followed: its target is replaced and the link stays. Something that is not a regular file
-    (/dev/stdout, a FIFO) is written straight into, as a shell redirection would; renaming over it would
-    replace it with a plain file. The file gets the mode it had, or a new file's usual 0o666 less the umask.
+    A symlink is followed: its target is replaced and the link stays. A stream the process was handed
+    (/dev/stdout, /dev/fd/N, /proc/self/fd/N: a pipe, a terminal or a file opened by the shell, perhaps with
+    >>) and anything that is not a regular file (a FIFO, a device) are written straight into, appending as a
+    shell redirection would; renaming over them would replace them with a plain file. The file gets the mode
+    it had, or a new file's usual 0o666 less the umask.
     """
     path = Path(path)
+    if _is_stream(path):
+        with path.open("ab") as handle:
+            handle.write(data)
+        return
     if path.is_symlink():
         path = Path(os.path.realpath(path))
         if path.is_symlink():  # realpath stops at a link it cannot resolve: a loop
@@ -29,10 +35,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         mode = None
     if mode is not None and stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "is a folder; name a file", str(path))
-    if mode is not None and not stat.S_ISREG(mode):
-        with path.open("wb") as handle:
-            handle.write(data)
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path, 0o666 if mode is None else stat.S_IMODE(mode))
     try:
@@ -46,6 +48,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _is_stream(path: Path) -> bool:
+    """/dev/stdout and the like: a link into /proc/*/fd, whose target (pipe:[N], a shell-opened file) must be
+    written through the link, not resolved and replaced."""
+    absolute = os.path.abspath(path)
+    if absolute.startswith(("/dev/fd/", "/proc/")) or absolute in ("/dev/stdout", "/dev/stderr"):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
