@@ -72,7 +72,10 @@ def test_a_failed_write_leaves_the_previous_evaluation_whole(tmp_path, monkeypat
 
     dataset = scan_dataset(make_dataset(tmp_path / "data", 3, 3))
     out = tmp_path / "out"
+    (out / ".partial-killed").mkdir(parents=True)  # what a kill -9 while writing leaves
+    (out / ".partial-killed" / "metrics.json").write_text("{}")
     write_evaluation(out, dataset, np.linspace(0.1, 0.9, len(dataset)), 0.5)
+    assert not (out / ".partial-killed").exists()
     before = snapshot(out)
     assert {"metrics.json", "report.html", "roc_curve.png", "misclassified/misclassified.csv"} <= set(before)
 

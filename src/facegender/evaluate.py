@@ -39,6 +39,8 @@ def write_evaluation(
     """
     _refuse_foreign_misclassified(out)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".partial-*"):  # left by an evaluation killed (kill -9) while writing
+        shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
     try:
         result = _write_evaluation(stage, dataset, p_male, threshold, skipped, extra)

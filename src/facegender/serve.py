@@ -173,8 +173,14 @@ def bind(host: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise FaceGenderError(f"--port must be between 0 and 65535 (0: any free port), got {port}")
     try:
+        # IPv4 unless the host is an IPv6 address, as uvicorn decides: `localhost` stays 127.0.0.1 even where
+        # the system lists ::1 first
         family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            host,
+            port,
+            socket.AF_INET6 if ":" in host else socket.AF_INET,
+            socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
         )[0]
     except (socket.gaierror, UnicodeError) as exc:
         raise FaceGenderError(
