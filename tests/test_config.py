@@ -38,8 +38,8 @@ def test_json_config_and_run_model_json(tmp_path):
     [
         ({"epochz": 3}, "unknown config field 'epochz'"),
         ({"crop": 2.0}, "crop must be"),
-        ({"epochs": "x"}, "must be int"),
-        ({"mixup": -0.1}, "mixup must be >= 0"),
+        ({"epochs": "x"}, "must be a whole number"),
+        ({"mixup": -0.1}, r"mixup must be in \[0, 100\]"),
         ({"mixup": 0.4}, "mixup needs cached_views > 0"),  # the seed preset streams: nothing cached to mix
     ],
 )

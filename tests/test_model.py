@@ -1,5 +1,7 @@
 """The network and its loss (needs the train extra: Keras/TensorFlow)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -40,8 +42,10 @@ def test_model_shape_head_and_trainable_layers():
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
-    config = cfg.resolve("seed", {"backbone_weights": str(tmp_path / "w.h5")})
-    with pytest.raises(FaceGenderError, match="backbone weights file not found"):
+    with pytest.raises(FaceGenderError, match="backbone_weights must be imagenet, none or an existing"):
+        cfg.resolve("seed", {"backbone_weights": str(tmp_path / "w.h5")})  # refused up front, before any work
+    config = dataclasses.replace(cfg.from_preset("seed"), backbone_weights=str(tmp_path / "w.h5"))
+    with pytest.raises(FaceGenderError, match="backbone weights file not found"):  # and still when built directly
         build_model(config)
 
 

@@ -72,18 +72,26 @@ def truncate_history(path: Path, epochs: int) -> None:
     between writing an epoch's row and its checkpoint, or halfway through a row, leaves rows to drop."""
     if not path.is_file():
         return
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:  # a damaged byte: its row is dropped
         rows = list(csv.reader(handle))
     if not rows:
         return
     header, kept = rows[0], [rows[0]]
     for row in rows[1:]:
-        if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epochs:
+        if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epochs and _numbers(row[1:]):
             kept.append(row)
     if len(kept) != len(rows):
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(kept)
         atomic_write_bytes(path, text.getvalue().encode("utf-8"))
+
+
+def _numbers(values: list[str]) -> bool:
+    try:
+        [float(value) for value in values if value != ""]
+    except ValueError:
+        return False
+    return True
 
 
 class StopWhenAsked(keras.callbacks.Callback):

@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset folder (male/, female/), a folder holding train/ and val/, or several dataset folders",
     )
     t.add_argument("--val", help="validation dataset folder (default: data/val, else a split of --data)")
-    t.add_argument("--preset", default="default", help="configuration preset: seed or default (default: default)")
+    t.add_argument(
+        "--preset", help="configuration preset: seed or default (default: the --config file's, else default)"
+    )
     t.add_argument("--config", help="YAML or JSON file of config fields (flags override it)")
     t.add_argument("--epochs", type=int, help="fine-tuning epochs")
     t.add_argument("--batch-size", type=int, dest="batch_size")
@@ -135,23 +137,38 @@ def _train(args: argparse.Namespace) -> int:
     _require("train", "tensorflow", "keras", "sklearn", "matplotlib", "albumentations")
     from facegender import config as cfg
 
-    if args.resume:
+    flags = ("epochs", "batch_size", "image_size", "backbone_weights", "seed", "face_crops")
+    if args.resume is not None:
+        given = [name for name in ("data", "val", "preset", "config", "out", *flags) if getattr(args, name) is not None]
+        if given:
+            raise FaceGenderError(
+                f"--resume continues a run with the data and config it started with; drop "
+                f"{', '.join('--' + name.replace('_', '-') for name in given)} (or start a new run without --resume)"
+            )
+        if not args.resume:
+            raise FaceGenderError("--resume needs a run folder, got an empty name (an unset shell variable?)")
         from facegender.train import resume
 
         print(_interruptible(args.resume, resume, args.resume))
         return 0
     if not args.data:
         raise FaceGenderError("train needs --data DIR (or --resume RUN_DIR)")
+    if args.out == "":
+        raise FaceGenderError("--out is an empty name (an unset shell variable?); name the run folder")
 
     overrides: dict[str, Any] = cfg.load_overrides(args.config) if args.config else {}
-    for name in ("epochs", "batch_size", "image_size", "backbone_weights", "seed", "face_crops"):
+    for name in flags:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    config = cfg.resolve(args.preset, overrides)
+    if args.preset is not None:  # the flag beats the config file's preset, as every flag beats the file
+        overrides["preset"] = args.preset
+    config = cfg.resolve(overrides.get("preset", "default"), overrides)
 
     from facegender.train import next_run_dir, train
 
     out = Path(args.out) if args.out else next_run_dir()
+    if (out / "model.keras").is_file():
+        raise FaceGenderError(f"{out} holds a finished run (model.keras); choose another --out or delete it first")
     print(_interruptible(out, train, config, args.data, args.val, out))
     return 0
 

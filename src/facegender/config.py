@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,24 @@ class Config:
             (self.learning_rate > 0 and self.head_learning_rate > 0, "learning rates must be > 0"),
             (self.epochs >= 0 and self.head_epochs >= 0, "epochs must be >= 0"),
             (self.epochs + self.head_epochs >= 1, "train at least one epoch"),
+            (self.epochs <= 10_000 and self.head_epochs <= 10_000, "epochs must be at most 10000"),
+            (0 <= self.seed < 2**32, "seed must be a whole number in [0, 2**32)"),
+            (0.0 < self.reduce_lr_factor < 1.0, "reduce_lr_factor must be in (0, 1)"),
+            (0 <= self.min_learning_rate, "min_learning_rate must be >= 0"),
+            (self.early_stopping_patience >= 0 and self.reduce_lr_patience >= 0, "patiences must be >= 0"),
+            (0.0 <= self.rotation_degrees <= 180.0, "rotation_degrees must be in [0, 180]"),
+            (0.0 <= self.shear < 1.0, "shear must be in [0, 1)"),
+            (self.batch_size <= 4096, "batch_size must be at most 4096"),
+            (
+                self.backbone_weights in ("imagenet", "none") or Path(self.backbone_weights).is_file(),
+                f"backbone_weights must be imagenet, none or an existing .h5 file, got {self.backbone_weights!r}",
+            ),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0.0 < self.val_fraction < 0.9, "val_fraction must be in (0, 0.9)"),
             (0.0 <= self.zoom < 1.0 and 0.0 <= self.brightness < 1.0, "zoom and brightness must be in [0, 1)"),
             (0.0 <= self.adverse <= 1.0, "adverse must be a probability in [0, 1]"),
             (0 <= self.cached_views <= 64, "cached_views must be in [0, 64]"),
-            (self.mixup >= 0.0, "mixup must be >= 0 (0: off)"),
+            (0.0 <= self.mixup <= 100.0, "mixup must be in [0, 100] (0: off)"),
             (self.mixup == 0.0 or self.cached_views > 0, "mixup needs cached_views > 0"),
             (self.schedule in ("plateau", "cosine"), "schedule must be 'plateau' or 'cosine'"),
             (self.monitor in ("val_loss", "val_auc"), "monitor must be 'val_loss' or 'val_auc'"),
@@ -163,19 +176,25 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FaceGenderError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Windows editors) is fine
+    except UnicodeDecodeError as exc:
+        raise FaceGenderError(f"config file {path} is not UTF-8 text ({exc}); save it as UTF-8") from None
     import yaml
 
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise FaceGenderError(f"could not parse config file {path}: {exc}") from exc
+        where = " ".join(str(exc).split())  # PyYAML's pointer block, on one line
+        raise FaceGenderError(f"could not parse config file {path}: {where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise FaceGenderError(f"config file {path} must hold a mapping of field: value")
     if isinstance(data.get("config"), dict):  # accept a model.json / config.json written by a run
         data = data["config"]
+    if "preset" in data and not isinstance(data["preset"], str):
+        raise FaceGenderError(f"config file {path}: preset must be one of {', '.join(PRESETS)}, got {data['preset']!r}")
     return data
 
 
@@ -189,12 +208,37 @@ def resolve(preset: str = "default", overrides: dict[str, Any] | None = None) ->
             raise FaceGenderError(f"unknown config field {key!r}; known fields: {', '.join(sorted(field_names()))}")
         expected = type(getattr(config, key))
         try:
-            value = expected(value) if expected is not bool or isinstance(value, bool) else _to_bool(value)
-        except (TypeError, ValueError) as exc:
-            raise FaceGenderError(f"config field {key!r} must be {expected.__name__}, got {value!r}") from exc
+            value = _convert(value, expected)
+        except (TypeError, ValueError, OverflowError):
+            raise FaceGenderError(f"config field {key!r} must be {_KINDS[expected]}, got {value!r}") from None
         setattr(config, key, value)
     config.validate()
     return config
+
+
+_KINDS = {int: "a whole number", float: "a finite number", bool: "true or false", str: "text"}
+
+
+def _convert(value: Any, expected: type) -> Any:
+    """A config value as its field's type, refusing what would change meaning on the way: 1.9 or true for a
+    whole number, an infinite or NaN number, null or a list for text."""
+    if expected is bool:
+        return value if isinstance(value, bool) else _to_bool(value)
+    if expected is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise TypeError(value)
+        return str(value)
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if expected is int:
+        number = float(value) if isinstance(value, str) else value
+        if not isinstance(number, (int, float)) or not math.isfinite(number) or number != int(number):
+            raise ValueError(value)
+        return int(number)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
 
 
 def _to_bool(value: Any) -> bool:

@@ -80,6 +80,8 @@ def class_weight_of(labels: np.ndarray) -> dict[int, float]:
 
 def _read_split(config: Config, data: DataArg, val: str | Path | None) -> tuple[Dataset, Dataset]:
     folders = [data] if isinstance(data, (str, Path)) else list(data)
+    if len({os.path.realpath(folder) for folder in folders}) < len(folders):
+        raise FaceGenderError(f"--data names the same folder twice ({' '.join(map(str, folders))}); name each once")
     if len(folders) == 1:
         train_dir, val_dir = resolve_splits(folders[0], val)
         train_set = scan_dataset(train_dir)
@@ -141,11 +143,32 @@ def resume(run_dir: str | Path) -> Path:
         raise FaceGenderError(f"{run_dir} is not an interrupted run folder (no train_args.json); nothing to resume")
     if (run_dir / "model.keras").is_file():
         raise FaceGenderError(f"{run_dir} already finished training (model.keras exists); nothing to resume")
-    args = json.loads(args_file.read_text(encoding="utf-8"))
+    try:
+        args = json.loads(args_file.read_text(encoding="utf-8"))
+        valid = (
+            isinstance(args, dict)
+            and isinstance(args.get("config"), dict)
+            and isinstance(args.get("data"), list)
+            and args["data"]
+            and all(isinstance(folder, str) for folder in args["data"])
+            and (args.get("val") is None or isinstance(args["val"], str))
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        valid = False
+    if not valid:
+        raise FaceGenderError(
+            f"{args_file} is damaged (it should name the data folders and the config); start the run again "
+            "without --resume"
+        )
     from facegender.config import resolve
 
     config = resolve(args["config"].get("preset", "default"), args["config"])
-    return train(config, args["data"], args["val"], run_dir, resuming=True)
+    try:
+        return train(config, args["data"], args["val"], run_dir, resuming=True)
+    except FaceGenderError as exc:
+        if any(not Path(folder).is_dir() for folder in [*args["data"], args["val"] or args["data"][0]]):
+            raise FaceGenderError(f"{exc} (the folders come from {args_file}; put the data back there)") from None
+        raise
 
 
 def train(
@@ -173,8 +196,9 @@ def train(
     except OSError as exc:
         raise FaceGenderError(f"cannot write the run folder {run_dir}: {exc}; choose another --out") from exc
     log(f"run folder: {run_dir}")
-    arguments = {"data": [str(f) for f in folders], "val": str(val) if val is not None else None,
-                 "config": config.to_dict()}  # fmt: skip
+    # absolute paths: --resume works from any working directory
+    arguments = {"data": [os.path.abspath(f) for f in folders],
+                 "val": os.path.abspath(val) if val is not None else None, "config": config.to_dict()}  # fmt: skip
     atomic_write_bytes(run_dir / "train_args.json", json.dumps(arguments, indent=2).encode("utf-8"))
     log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
 
@@ -477,10 +501,6 @@ def _finish(
     )
     plots.training_curves(history, run_dir / "training_plots")
 
-    tmp = run_dir / ".model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, run_dir / "model.keras")
-
     metadata = {
         "format": "facegender-model",
         "format_version": FORMAT_VERSION,
@@ -521,6 +541,10 @@ def _finish(
     except FaceGenderError as exc:
         log(f"warning: {exc}; predict will use model.keras instead")
     _write_results_csv(run_dir, val_metrics, train_seconds)
+    # last: model.keras marks a finished run (--resume refuses it), so a stop before here can still be resumed
+    tmp = run_dir / ".model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, run_dir / "model.keras")
 
     per_class = val_metrics["per_class"]
     log(
