@@ -76,10 +76,15 @@ def test_resume_refuses_other_flags_and_a_damaged_folder(data, tmp_path):
         refused(train("--resume", str(run)), "train_args.json is damaged", "without --resume")
 
 
-def test_a_finished_run_is_never_overwritten_and_resume_works_from_anywhere(data, tmp_path):
+def test_a_finished_run_is_never_overwritten_resume_works_from_anywhere_and_skipped_photos_exit_1(tmp_path):
+    data = make_dataset(tmp_path / "data", 6, 8, size=48)
     run = tmp_path / "run"
+    (data / "male" / "broken.png").write_bytes(b"\x89PNG cut short")
     first = train("--data", "data", *TINY, "--out", "run", cwd=tmp_path)  # relative paths, as typed
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, first.stderr  # one photo unreadable: named, skipped, the model trained
+    assert "broken.png" in first.stderr and (run / "model.keras").is_file()
+    skipped = json.loads((run / "model.json").read_text())["training"]["skipped"]
+    assert [Path(s["file"]).name for s in skipped] == ["broken.png"]
     arguments = json.loads((run / "train_args.json").read_text())
     assert arguments["data"] == [str(data)]  # absolute: --resume works from any working directory
     model = (run / "model.keras").read_bytes()

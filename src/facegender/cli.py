@@ -149,8 +149,7 @@ def _train(args: argparse.Namespace) -> int:
             raise FaceGenderError("--resume needs a run folder, got an empty name (an unset shell variable?)")
         from facegender.train import resume
 
-        print(_interruptible(args.resume, resume, args.resume))
-        return 0
+        return _trained(_interruptible(args.resume, resume, args.resume))
     if not args.data:
         raise FaceGenderError("train needs --data DIR (or --resume RUN_DIR)")
     if args.out == "":
@@ -169,8 +168,17 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else next_run_dir()
     if (out / "model.keras").is_file():
         raise FaceGenderError(f"{out} holds a finished run (model.keras); choose another --out or delete it first")
-    print(_interruptible(out, train, config, args.data, args.val, out))
-    return 0
+    return _trained(_interruptible(out, train, config, args.data, args.val, out))
+
+
+def _trained(run_dir: Path) -> int:
+    """Print the run folder; exit 1 when some photos could not be read (named while loading, listed in
+    model.json), as every command does for unreadable inputs."""
+    import json
+
+    print(run_dir)
+    skipped = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))["training"]["skipped"]
+    return 1 if skipped else 0
 
 
 def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:

@@ -30,7 +30,7 @@ from facegender.data import (
     scan_dataset,
     split_train_val,
 )
-from facegender.errors import FaceGenderError
+from facegender.errors import FaceGenderError, ImageError
 from facegender.files import atomic_write_bytes
 from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
@@ -102,7 +102,8 @@ def _read_split(config: Config, data: DataArg, val: str | Path | None) -> tuple[
     return train_set, val_set
 
 
-def _load(dataset: Dataset, config: Config, name: str) -> tuple[np.ndarray, Dataset]:
+def _load(dataset: Dataset, config: Config, name: str, skipped: list[ImageError]) -> tuple[np.ndarray, Dataset]:
+    """The dataset's images that could be read, and that dataset; the others are named and added to skipped."""
     with bar(len(dataset), f"load {name}") as progress:
         images, kept, errors = load_images(
             dataset.files, config.image_size, config.crop, progress=progress.update, face_crops=config.face_crops
@@ -111,6 +112,7 @@ def _load(dataset: Dataset, config: Config, name: str) -> tuple[np.ndarray, Data
         log(f"skipped {error.path}: {error.reason}")
     if errors:
         log(f"{name}: skipped {len(errors)} unreadable image(s) of {len(dataset)}")
+    skipped.extend(errors)
     kept_set = dataset.subset(kept)
     if min(kept_set.counts().values()) < 1:
         raise FaceGenderError(f"{name} data has no readable image of one class: {kept_set.counts()}")
@@ -202,8 +204,9 @@ def train(
     atomic_write_bytes(run_dir / "train_args.json", json.dumps(arguments, indent=2).encode("utf-8"))
     log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
 
-    x_train, train_set = _load(train_set, config, "train")
-    x_val, val_set = _load(val_set, config, "validation")
+    skipped: list[ImageError] = []
+    x_train, train_set = _load(train_set, config, "train", skipped)
+    x_val, val_set = _load(val_set, config, "validation", skipped)
 
     import keras
     import tensorflow as tf
@@ -228,8 +231,9 @@ def train(
     history = _read_history(session.csv_path)
     train_seconds = time.time() - started
     run_dir = _finish(
-        run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts(), train_folders
-    )
+        run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts(), train_folders,
+        skipped,
+    )  # fmt: skip
     shutil.rmtree(session.checkpoints, ignore_errors=True)
     return run_dir
 
@@ -476,11 +480,13 @@ def _finish(
     started: float,
     train_counts: dict[str, int],
     data_folders: list[str | Path],
+    skipped: list[ImageError],
 ) -> Path:
     """Tune the threshold on validation, evaluate, save model.keras, model.json, model.onnx and plots."""
     from facegender import calibration, metrics, plots
     from facegender.evaluate import write_evaluation
     from facegender.export import export_onnx
+    from facegender.predict import display_name
 
     raw = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
     temperature = calibration.fit_temperature(val_set.labels, raw) if config.calibrate else 1.0
@@ -530,6 +536,7 @@ def _finish(
             "train_counts": train_counts,
             "data": [str(Path(d).resolve()) for d in data_folders],
             "val_counts": val_set.counts(),
+            "skipped": [{"file": display_name(e.path), "error": e.reason} for e in skipped],
         },
         "versions": library_versions(),
     }
