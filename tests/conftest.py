@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +102,28 @@ def png_bytes(label: str = "female", seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     synthetic_face(label, np.random.default_rng(seed), 64).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+CLI_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m facegender ARGS` as a user runs it, output captured."""
+    return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=CLI_ENV,
+                          timeout=300)  # fmt: skip
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit 2, no traceback, and the message holds every fragment."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    """One small generated photo."""
+    path = tmp_path / "face.png"
+    path.write_bytes(png_bytes())
+    return path

@@ -10,31 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_dataset, png_bytes
+from conftest import assert_clean_error, cli, make_dataset, png_bytes
 
 from facegender import files
 from facegender.errors import FaceGenderError
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=ENV,
-                          timeout=300)  # fmt: skip
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
-
-
-@pytest.fixture
-def image(tmp_path) -> Path:
-    path = tmp_path / "face.png"
-    path.write_bytes(png_bytes())
-    return path
 
 
 def test_truncated_or_garbage_model_files(tmp_path, onnx_model, image):

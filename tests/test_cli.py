@@ -8,20 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_clean_error, cli
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=ENV,
-                          timeout=300)  # fmt: skip
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import png_bytes
+from conftest import cli
 
 from facegender.errors import FaceGenderError
 from facegender.inference import Classifier
@@ -17,11 +15,6 @@ from facegender.inference import Classifier
 onnx = pytest.importorskip("onnx")
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=ENV,
-                          timeout=300)  # fmt: skip
 
 
 def with_metadata(source: Path, target: Path, metadata: dict | None) -> Path:
@@ -33,13 +26,6 @@ def with_metadata(source: Path, target: Path, metadata: dict | None) -> Path:
         entry.key, entry.value = "facegender", json.dumps(metadata)
     onnx.save(proto, str(target))
     return target
-
-
-@pytest.fixture
-def image(tmp_path) -> Path:
-    path = tmp_path / "face.png"
-    path.write_bytes(png_bytes())
-    return path
 
 
 def test_stated_image_size_the_network_cannot_take_is_refused_at_load(tmp_path, onnx_model, image):
