@@ -15,9 +15,8 @@ import numpy as np
 from facegender import CLASS_NAMES, calibration, metrics, plots
 from facegender.data import Dataset, refuse_inside_class_folders, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
-from facegender.files import ensure_writable
+from facegender.files import display_name, ensure_writable
 from facegender.inference import Classifier
-from facegender.predict import display_name
 from facegender.progress import bar
 from facegender.report import write_report
 

@@ -1,4 +1,4 @@
-"""Writing files so that a crash, a full disk or kill -9 never leaves half of one."""
+"""Files: written so that a crash, a full disk or kill -9 never leaves half of one; their names shown on one line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ import stat
 from pathlib import Path
 
 from facegender.errors import FaceGenderError
+
+# Control characters (a newline is legal in a Linux file name) would split a table row or a stderr line.
+_NAMED_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | _NAMED_ESCAPES
+
+
+def display_name(path: str | Path) -> str:
+    """A file name as one line of valid text: bytes that are not UTF-8 (possible on Linux) shown as \\xNN escapes,
+    control characters such as a newline as \\n, \\t, \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -166,7 +166,7 @@ def _fit_input_size(info: ModelInfo, source: str, path: Path, shape: Any) -> Mod
     if not fixed:
         return info
     size = fixed.pop()
-    if "image_size" not in info.extra and 16 <= size <= 1024:
+    if "image_size" not in info.extra:
         info.image_size = size
     elif size != info.image_size:
         raise FaceGenderError(

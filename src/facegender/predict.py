@@ -16,7 +16,7 @@ from facegender.annotate import Annotator
 from facegender.data import is_image_file, is_special_file, iter_image_files
 from facegender.detect import DETECT_MODES
 from facegender.errors import FaceGenderError, ImageError
-from facegender.files import ensure_writable
+from facegender.files import display_name, ensure_writable
 from facegender.images import load_image
 from facegender.inference import Classifier
 from facegender.progress import bar
@@ -48,17 +48,6 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
         else:
             missing.append(error_row(item, "file not found"))
     return files, missing
-
-
-# Control characters (a newline is legal in a Linux file name) would split a table row or a stderr line.
-_NAMED_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
-_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | _NAMED_ESCAPES
-
-
-def display_name(path: str | Path) -> str:
-    """A file name as one line of valid text: bytes that are not UTF-8 (possible on Linux) shown as \\xNN escapes,
-    control characters such as a newline as \\n, \\t, \\xNN."""
-    return os.fsencode(str(path)).decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
 
 
 def error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:

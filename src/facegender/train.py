@@ -31,7 +31,7 @@ from facegender.data import (
     split_train_val,
 )
 from facegender.errors import FaceGenderError, ImageError
-from facegender.files import atomic_write_bytes
+from facegender.files import atomic_write_bytes, display_name
 from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
 
@@ -168,7 +168,7 @@ def resume(run_dir: str | Path) -> Path:
     try:
         return train(config, args["data"], args["val"], run_dir, resuming=True)
     except FaceGenderError as exc:
-        if any(not Path(folder).is_dir() for folder in [*args["data"], args["val"] or args["data"][0]]):
+        if any(not Path(folder).is_dir() for folder in [*args["data"], *filter(None, [args["val"]])]):
             raise FaceGenderError(f"{exc} (the folders come from {args_file}; put the data back there)") from None
         raise
 
@@ -486,7 +486,6 @@ def _finish(
     from facegender import calibration, metrics, plots
     from facegender.evaluate import write_evaluation
     from facegender.export import export_onnx
-    from facegender.predict import display_name
 
     raw = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
     temperature = calibration.fit_temperature(val_set.labels, raw) if config.calibrate else 1.0
