@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="dataset folder (male/, female/), a folder holding train/ and val/, or several dataset folders",
     )
-    t.add_argument("--val", help="validation dataset folder (default: data/val, else a split of --data)")
+    t.add_argument(
+        "--val",
+        nargs="+",
+        help="validation dataset folder(s); several are combined for early stopping, threshold and temperature and "
+        "reported each on its own (default: data/val, else a split of --data)",
+    )
     t.add_argument(
         "--preset", help="configuration preset: seed or default (default: the --config file's, else default)"
     )

@@ -18,10 +18,11 @@ import numpy as np
 from facegender import CLASS_NAMES
 from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import IMAGE_EXTENSIONS, load_image
+from facegender.images import FACE_FRAMING_SIDE, IMAGE_EXTENSIONS, load_image
 from facegender.system import usable_cpus
 
 MIN_IMAGES_PER_CLASS = 2
+SOURCE_COLUMN = "source"  # which --data/--val folder a photo came from, when several are used together
 
 
 @dataclass
@@ -52,16 +53,34 @@ class Dataset:
         return self.files[index].relative_to(self.root).as_posix()
 
 
+def source_name(root: Path) -> str:
+    """How a dataset folder is named in reports: its parent and itself, e.g. 'lfw-adverse/val'."""
+    root = Path(os.path.abspath(root))
+    return f"{root.parent.name}/{root.name}" if root.parent.name else root.name
+
+
 def concat(datasets: list[Dataset]) -> Dataset:
-    """One dataset from several (e.g. train/ + train-extra/); a column missing in one reads 'unknown' there."""
+    """One dataset from several (e.g. train/ + train-extra/); a column missing in one reads 'unknown' there.
+
+    A `source` column names each photo's folder (source_name), so every evaluation reports each source as a
+    slice, and training can weigh sources (Config.source_weights).
+    """
     if len(datasets) == 1:
         return datasets[0]
-    names = sorted({name for ds in datasets for name in ds.columns})
+    names = sorted({name for ds in datasets for name in ds.columns} - {SOURCE_COLUMN})
+    sources: list[str] = []
+    for ds in datasets:
+        name = source_name(ds.root)
+        while name in sources:  # two folders of the same name: number the later one
+            name += "+"
+        sources.append(name)
+    columns = {n: [v for ds in datasets for v in ds.columns.get(n, ["unknown"] * len(ds))] for n in names}
+    columns[SOURCE_COLUMN] = [name for name, ds in zip(sources, datasets, strict=True) for _ in range(len(ds))]
     return Dataset(
         root=datasets[0].root,
         files=[f for ds in datasets for f in ds.files],
         labels=np.concatenate([ds.labels for ds in datasets]),
-        columns={n: [v for ds in datasets for v in ds.columns.get(n, ["unknown"] * len(ds))] for n in names},
+        columns=columns,
     )
 
 
@@ -238,6 +257,7 @@ def load_images(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     face_crops: bool = False,
+    face_scale: float = FACE_FRAMING_SIDE,
 ) -> tuple[np.ndarray, list[int], list[ImageError]]:
     """Decode and prepare files in parallel threads (Pillow releases the GIL while decoding).
 
@@ -255,7 +275,8 @@ def load_images(
     def work(path: Path) -> np.ndarray | ImageError:
         try:
             image = load_image(path)
-            return face_inputs(image, size, crop, detector, "auto", face_crops=True, whole_if_none=True)[0].image
+            faces = face_inputs(image, size, crop, detector, "auto", True, whole_if_none=True, face_scale=face_scale)
+            return faces[0].image
         except ImageError as exc:
             return exc
         except Exception as exc:  # e.g. out of memory on one huge photo: named and skipped like unreadable ones

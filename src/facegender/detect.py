@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from facegender.errors import FaceGenderError
-from facegender.images import frame_face, prepare
+from facegender.images import FACE_FRAMING_SIDE, frame_face, prepare
 from facegender.system import usable_cpus
 
 DETECTOR_DIR = Path(__file__).parent / "models" / "detector"
@@ -299,6 +299,7 @@ def face_inputs(
     mode: str = "off",
     face_crops: bool = False,
     whole_if_none: bool = False,
+    face_scale: float = FACE_FRAMING_SIDE,
 ) -> list[FaceInput]:
     """The classifier's inputs for a photo, one per face; empty when detection finds no face.
 
@@ -306,7 +307,8 @@ def face_inputs(
     frame_face like the training photos. "auto": a photo that is already a face crop (central_face) gives one
     face, classified on the whole photo as in training (or framed by frame_face for a model trained with
     face_crops); any other photo as "on". With whole_if_none, a photo where no face is found gives the whole
-    photo as one face (how labelled photos are read for training and evaluation with face_crops).
+    photo as one face (how labelled photos are read for training and evaluation with face_crops). face_scale is
+    the side of the framing square in face-box widths (the model's, from its metadata).
     Training with face_crops, evaluation, the robustness suite, prediction and the web service all use this.
     """
     height, width = image.shape[:2]
@@ -316,9 +318,11 @@ def face_inputs(
     if mode == "auto":
         central = central_face(faces, width, height)
         if central is not None:
-            framed = frame_face(image, central.extent, 4 * size) if face_crops else image
+            framed = frame_face(image, central.extent, 4 * size, face_scale) if face_crops else image
             return [FaceInput(central.box, prepare(framed, size, crop))]
     if not faces and whole_if_none:
         return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
     # a square over 4x the input side is scaled down first: bounded memory, the same result after prepare
-    return [FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size), size, crop)) for face in faces]
+    return [
+        FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size, face_scale), size, crop)) for face in faces
+    ]

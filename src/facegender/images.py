@@ -136,8 +136,10 @@ FACE_FRAMING_SIDE = 2.38
 FACE_FRAMING_RAISE = 0.11
 
 
-def frame_face(image: np.ndarray, box: tuple[int, int, int, int], max_side: int | None = None) -> np.ndarray:
-    """The square around a face box (x, y, width, height) framed like the training photos.
+def frame_face(
+    image: np.ndarray, box: tuple[int, int, int, int], max_side: int | None = None, scale: float = FACE_FRAMING_SIDE
+) -> np.ndarray:
+    """The square `scale` box widths wide around a face box (x, y, width, height), centred a little above it.
 
     Parts of the square outside the image are filled by repeating the edge pixels. With max_side, a larger
     square is scaled down to that side (bilinear, as `prepare` resizes) before the padding, so a close-up in
@@ -146,7 +148,7 @@ def frame_face(image: np.ndarray, box: tuple[int, int, int, int], max_side: int 
     """
     height, width = image.shape[:2]
     x, y, w, h = box
-    side = max(1, round(FACE_FRAMING_SIDE * w))
+    side = max(1, round(scale * w))
     left = round(x + w / 2 - side / 2)
     top = round(y + h / 2 - FACE_FRAMING_RAISE * w - side / 2)
     # the part of the square inside the image (at least one pixel, the nearest, when it lies outside)
@@ -156,10 +158,10 @@ def frame_face(image: np.ndarray, box: tuple[int, int, int, int], max_side: int 
     pad_top, pad_left = y0 - top, x0 - left
     out = side
     if max_side is not None and side > max_side:
-        scale = max_side / side
-        new_w, new_h = max(1, round(part.shape[1] * scale)), max(1, round(part.shape[0] * scale))
+        shrink = max_side / side
+        new_w, new_h = max(1, round(part.shape[1] * shrink)), max(1, round(part.shape[0] * shrink))
         part = np.asarray(Image.fromarray(part).resize((new_w, new_h), Image.Resampling.BILINEAR))
-        pad_top, pad_left, out = round(pad_top * scale), round(pad_left * scale), max_side
+        pad_top, pad_left, out = round(pad_top * shrink), round(pad_left * shrink), max_side
     pad_top, pad_left = min(max(0, pad_top), out - 1), min(max(0, pad_left), out - 1)
     part = part[: out - pad_top, : out - pad_left]
     pads = ((pad_top, out - pad_top - part.shape[0]), (pad_left, out - pad_left - part.shape[1]), (0, 0))

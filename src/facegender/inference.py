@@ -20,7 +20,7 @@ from facegender import CLASS_NAMES
 from facegender.calibration import apply_temperature
 from facegender.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import load_image
+from facegender.images import FACE_FRAMING_SIDE, load_image
 from facegender.system import usable_cpus
 
 METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
@@ -39,6 +39,7 @@ class ModelInfo:
     threshold: float = 0.5
     temperature: float = 1.0  # applied to the network's output: p = sigmoid(logit(p_raw) / temperature)
     face_crops: bool = False  # trained on detected faces framed by images.frame_face instead of whole photos
+    face_scale: float = FACE_FRAMING_SIDE  # that framing square's side, in face-box widths
     class_names: tuple[str, ...] = CLASS_NAMES
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -58,6 +59,7 @@ class ModelInfo:
             threshold=_typed(data, "threshold", 0.5, source),
             temperature=_typed(data, "temperature", 1.0, source),
             face_crops=_typed(data, "face_crops", False, source),
+            face_scale=_typed(data, "face_scale", FACE_FRAMING_SIDE, source),
             class_names=_typed(data, "class_names", CLASS_NAMES, source),
             extra=data,
         )
@@ -68,9 +70,10 @@ class ModelInfo:
             or not 16 <= info.image_size <= 1024
             or not 0 < info.crop <= 1
             or not 0 < info.temperature < 100
+            or not 1 <= info.face_scale <= 4
         ):
             raise FaceGenderError(
-                f"model metadata in {source} has an out-of-range threshold, image_size, crop or temperature"
+                f"model metadata in {source} has an out-of-range threshold, image_size, crop, temperature or face_scale"
             )
         return info
 
@@ -270,7 +273,8 @@ class Classifier:
             self._detector = FaceDetector(threads=1)
         mode = "auto" if self.info.face_crops else "off"
         size, crop = self.info.image_size, self.info.crop
-        return face_inputs(image, size, crop, self._detector, mode, self.info.face_crops, whole_if_none=True)[0].image
+        faces = face_inputs(image, size, crop, self._detector, mode, self.info.face_crops, True, self.info.face_scale)
+        return faces[0].image
 
     def predict_files(
         self,
@@ -312,7 +316,8 @@ class Classifier:
 
         def work(path: Path) -> list[FaceInput] | ImageError:
             try:
-                return face_inputs(load_image(path), size, crop, detector, detect, face_crops, whole_if_none)
+                image = load_image(path)
+                return face_inputs(image, size, crop, detector, detect, face_crops, whole_if_none, self.info.face_scale)
             except ImageError as exc:
                 return exc
             except Exception as exc:  # one photo that breaks the detector or runs out of memory: name it, go on

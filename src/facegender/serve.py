@@ -116,7 +116,10 @@ def create_app(
             try:
                 image = decode_image(data, name)
                 finder = detector() if detect != "off" else None
-                decoded.append((name, face_inputs(image, info.image_size, info.crop, finder, detect, info.face_crops)))
+                faces = face_inputs(
+                    image, info.image_size, info.crop, finder, detect, info.face_crops, face_scale=info.face_scale
+                )
+                decoded.append((name, faces))
             except ImageError as exc:
                 decoded.append((name, exc.reason))
         faces = [face for _, found in decoded if isinstance(found, list) for face in found]

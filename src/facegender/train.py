@@ -21,6 +21,7 @@ import numpy as np
 from facegender import CLASS_NAMES, __version__
 from facegender.config import Config
 from facegender.data import (
+    SOURCE_COLUMN,
     Dataset,
     concat,
     load_images,
@@ -36,6 +37,7 @@ from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
 
 DataArg = str | Path | list[str] | list[Path]
+ValArg = str | Path | list[str] | list[Path] | None
 STOP_REQUESTED = threading.Event()  # set with the KeyboardInterrupt of Ctrl-C or SIGTERM (cli._interruptible)
 
 
@@ -78,21 +80,52 @@ def class_weight_of(labels: np.ndarray) -> dict[int, float]:
     return {i: float(len(labels) / (2 * counts[i])) for i in range(2)}
 
 
-def _read_split(config: Config, data: DataArg, val: str | Path | None) -> tuple[Dataset, Dataset]:
-    folders = [data] if isinstance(data, (str, Path)) else list(data)
-    if len({os.path.realpath(folder) for folder in folders}) < len(folders):
-        raise FaceGenderError(f"--data names the same folder twice ({' '.join(map(str, folders))}); name each once")
+def _as_list(folders: DataArg | ValArg) -> list[str | Path]:
+    if folders is None:
+        return []
+    return [folders] if isinstance(folders, (str, Path)) else list(folders)
+
+
+def source_indices(dataset: Dataset, weights: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    """Indices of the photos one epoch draws before class balancing: each source's photos repeated by its weight
+    (a fraction drawn at random without replacement), in the order of the sources; all photos once without
+    weights."""
+    if not weights:
+        return np.arange(len(dataset))
+    sources = dataset.columns.get(SOURCE_COLUMN, ["all"] * len(dataset))
+    names = list(dict.fromkeys(sources))
+    if len(weights) != len(names):
+        raise FaceGenderError(
+            f"source_weights has {len(weights)} weight(s) but training reads {len(names)} folder(s) "
+            f"({', '.join(names)}); give one weight per --data folder"
+        )
+    picked = []
+    for name, weight in zip(names, weights, strict=True):
+        members = np.flatnonzero(np.asarray(sources) == name)
+        whole, fraction = divmod(weight, 1.0)
+        extra = rng.permutation(members)[: round(fraction * len(members))]
+        picked.append(np.concatenate([np.tile(members, int(whole)), np.sort(extra)]))
+    return np.concatenate(picked)
+
+
+def _read_split(config: Config, data: DataArg, val: ValArg) -> tuple[Dataset, Dataset]:
+    folders = _as_list(data)
+    val_folders = _as_list(val)
+    for flag, named in (("--data", folders), ("--val", val_folders)):
+        if len({os.path.realpath(folder) for folder in named}) < len(named):
+            raise FaceGenderError(f"{flag} names the same folder twice ({' '.join(map(str, named))}); name each once")
+    val_dirs = [Path(v) for v in val_folders]
     if len(folders) == 1:
-        train_dir, val_dir = resolve_splits(folders[0], val)
+        train_dir, val_dir = resolve_splits(folders[0], val_folders[0] if len(val_folders) == 1 else None)
+        val_dirs = val_dirs or ([val_dir] if val_dir is not None else [])
         train_set = scan_dataset(train_dir)
     else:  # several training folders, e.g. train/ and train-extra/
-        val_dir = Path(val) if val is not None else None
         train_set = concat([scan_dataset(folder) for folder in folders])
-    if val_dir is None:
+    if not val_dirs:
         train_set, val_set = split_train_val(train_set, config.val_fraction, config.seed)
         log(f"no validation folder: split off {len(val_set)} images ({config.val_fraction:.0%}, by identity if known)")
-    else:
-        val_set = scan_dataset(val_dir, min_per_class=1)
+    else:  # several validation folders: one combined set, reported per folder too
+        val_set = concat([scan_dataset(folder, min_per_class=1) for folder in val_dirs])
         duplicated = overlap(train_set, val_set)
         if duplicated:
             log(
@@ -106,7 +139,12 @@ def _load(dataset: Dataset, config: Config, name: str, skipped: list[ImageError]
     """The dataset's images that could be read, and that dataset; the others are named and added to skipped."""
     with bar(len(dataset), f"load {name}") as progress:
         images, kept, errors = load_images(
-            dataset.files, config.image_size, config.crop, progress=progress.update, face_crops=config.face_crops
+            dataset.files,
+            config.image_size,
+            config.crop,
+            progress=progress.update,
+            face_crops=config.face_crops,
+            face_scale=config.face_scale,
         )
     for error in errors[:20]:
         log(f"skipped {error.path}: {error.reason}")
@@ -153,7 +191,11 @@ def resume(run_dir: str | Path) -> Path:
             and isinstance(args.get("data"), list)
             and args["data"]
             and all(isinstance(folder, str) for folder in args["data"])
-            and (args.get("val") is None or isinstance(args["val"], str))
+            and (
+                args.get("val") is None
+                or isinstance(args["val"], str)
+                or (isinstance(args["val"], list) and all(isinstance(v, str) for v in args["val"]))
+            )
         )
     except (UnicodeDecodeError, json.JSONDecodeError):
         valid = False
@@ -165,10 +207,12 @@ def resume(run_dir: str | Path) -> Path:
     from facegender.config import resolve
 
     config = resolve(args["config"].get("preset", "default"), args["config"])
+    if isinstance(args["val"], str):  # written by a version that took one validation folder
+        args["val"] = [args["val"]]
     try:
         return train(config, args["data"], args["val"], run_dir, resuming=True)
     except FaceGenderError as exc:
-        if any(not Path(folder).is_dir() for folder in [*args["data"], *filter(None, [args["val"]])]):
+        if any(not Path(folder).is_dir() for folder in [*args["data"], *(args["val"] or [])]):
             raise FaceGenderError(f"{exc} (the folders come from {args_file}; put the data back there)") from None
         raise
 
@@ -176,7 +220,7 @@ def resume(run_dir: str | Path) -> Path:
 def train(
     config: Config,
     data: DataArg,
-    val: str | Path | None = None,
+    val: ValArg = None,
     out: str | Path | None = None,
     resuming: bool = False,
 ) -> Path:
@@ -187,8 +231,10 @@ def train(
     """
     started = time.time()
     run_dir = Path(out) if out else next_run_dir()
-    folders = [data] if isinstance(data, (str, Path)) else list(data)
-    train_folders = [resolve_splits(folders[0], val)[0]] if len(folders) == 1 else folders
+    folders = _as_list(data)
+    val_folders = _as_list(val)
+    single_val = val_folders[0] if len(val_folders) == 1 else None
+    train_folders = [resolve_splits(folders[0], single_val)[0]] if len(folders) == 1 else folders
     train_set, val_set = _read_split(config, data, val)
     refuse_inside_class_folders(run_dir, [*train_set.files, *val_set.files])
     try:
@@ -200,7 +246,7 @@ def train(
     log(f"run folder: {run_dir}")
     # absolute paths: --resume works from any working directory
     arguments = {"data": [os.path.abspath(f) for f in folders],
-                 "val": os.path.abspath(val) if val is not None else None, "config": config.to_dict()}  # fmt: skip
+                 "val": [os.path.abspath(v) for v in val_folders] or None, "config": config.to_dict()}  # fmt: skip
     atomic_write_bytes(run_dir / "train_args.json", json.dumps(arguments, indent=2).encode("utf-8"))
     log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
 
@@ -217,7 +263,9 @@ def train(
     tf.config.experimental.enable_op_determinism()
     rng = np.random.default_rng(config.seed)
 
-    indices = oversample_indices(train_set.labels, rng) if config.oversample else np.arange(len(train_set))
+    indices = source_indices(train_set, config.source_weights, rng)
+    if config.oversample:
+        indices = indices[oversample_indices(train_set.labels[indices], rng)]
     class_weight = class_weight_of(train_set.labels[indices]) if config.class_weights else None
     log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
 
@@ -504,6 +552,7 @@ def _finish(
         threshold,
         extra={"temperature": temperature, "ece_before_temperature": ece_before},
     )
+    sources = _evaluate_sources(run_dir / "val_evaluation" / "sources", val_set, p_val, threshold)
     plots.training_curves(history, run_dir / "training_plots")
 
     metadata = {
@@ -518,6 +567,7 @@ def _finish(
         "image_size": config.image_size,
         "crop": config.crop,
         "face_crops": config.face_crops,
+        "face_scale": config.face_scale,
         "preprocessing": {
             "input": "RGB, float32 0-255, NHWC, EXIF orientation applied",
             "crop": "centred square, side = crop x the shorter side",
@@ -528,7 +578,8 @@ def _finish(
         "val_metrics": {
             k: val_metrics[k]
             for k in ("accuracy", "macro_f1", "n", "per_class", "slices", "calibration", "ece_before_temperature")
-        },
+        }
+        | sources,
         "training": {
             "wall_time_s": round(train_seconds, 1),
             "epochs_run": len(history.get("loss", [])),
@@ -558,6 +609,33 @@ def _finish(
         f"macro-F1 {val_metrics['macro_f1']:.4f}, female recall {per_class['female']['recall']:.4f}"
     )
     return run_dir
+
+
+def _evaluate_sources(out: Path, val_set: Dataset, p_val: np.ndarray, threshold: float) -> dict[str, Any]:
+    """With several validation folders, a full evaluation of each (out/<source>/) at the model's one threshold, and
+    {"sources": {name: accuracy, macro_f1, female_recall, n}, "sources_mean_macro_f1", "sources_worst_macro_f1"}."""
+    from facegender.evaluate import write_evaluation
+
+    names = list(dict.fromkeys(val_set.columns.get(SOURCE_COLUMN, [])))
+    if len(names) < 2:
+        return {}
+    column = np.asarray(val_set.columns[SOURCE_COLUMN])
+    summary = {}
+    for name in names:
+        members = np.flatnonzero(column == name)
+        result = write_evaluation(out / name.replace("/", "-"), val_set.subset(members), p_val[members], threshold)
+        summary[name] = {
+            "accuracy": result["accuracy"],
+            "macro_f1": result["macro_f1"],
+            "female_recall": result["per_class"]["female"]["recall"],
+            "n": result["n"],
+        }
+        log(
+            f"validation {name}: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}, "
+            f"female recall {result['per_class']['female']['recall']:.4f} ({result['n']} photos)"
+        )
+    f1s = [row["macro_f1"] for row in summary.values()]
+    return {"sources": summary, "sources_mean_macro_f1": float(np.mean(f1s)), "sources_worst_macro_f1": min(f1s)}
 
 
 def _write_results_csv(run_dir: Path, val_metrics: dict[str, Any], seconds: float) -> None:
