@@ -82,6 +82,33 @@ def test_frame_face_reproduces_the_training_framing_and_pads_at_edges():
     np.testing.assert_array_equal(corner[0, 0], image[0, 0])
 
 
+def test_frame_face_scale_sets_the_square_side_and_pads_a_tight_crop():
+    image = np.arange(105 * 80 * 3, dtype=np.uint32).reshape(105, 80, 3).astype(np.uint8)  # a CelebA-like crop
+    framed = frame_face(image, (-8, 4, 96, 96), scale=1.5)  # the face box is wider than the photo
+    assert framed.shape == (144, 144, 3)
+    left = round(-8 + 48 - 72)  # -32: 32 columns of padding repeat the photo's left edge
+    np.testing.assert_array_equal(framed[:, 31], framed[:, 0])
+    np.testing.assert_array_equal(framed[72, 32:112], image[round(4 + 48 - 0.11 * 96 - 72) + 72, :])
+    assert left == -32 and frame_face(image, (-8, 4, 96, 96)).shape[0] == round(FACE_FRAMING_SIDE * 96)
+
+
+def test_a_model_frames_faces_at_its_own_face_scale(tmp_path, detector):
+    import dataclasses
+
+    from facegender.inference import Classifier
+
+    photo = load_image(portrait())
+    model = Classifier.load()
+    model.info = dataclasses.replace(model.info, face_crops=True, face_scale=1.5)
+    size, crop = model.info.image_size, model.info.crop
+    (tight,) = face_inputs(photo, size, crop, detector, "auto", face_crops=True, face_scale=1.5)
+    (wide,) = face_inputs(photo, size, crop, detector, "auto", face_crops=True, face_scale=2.38)
+    assert not np.array_equal(tight.image, wide.image)
+    np.testing.assert_array_equal(model.photo_input(photo), tight.image)  # evaluate and the robustness suite
+    ((box, p_male),) = next(iter(model.predict_faces([portrait()], detect="auto")))[1]  # predict and serve
+    assert p_male == pytest.approx(float(model.predict(tight.image[None])[0]), abs=1e-6)
+
+
 def paste_two(face_a: Image.Image, face_b: Image.Image, canvas: tuple[int, int], at: list[tuple[int, int]]) -> Image:
     picture = Image.new("RGB", canvas, (110, 120, 105))
     picture.paste(face_a, at[0])
