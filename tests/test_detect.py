@@ -86,7 +86,7 @@ def test_frame_face_scale_sets_the_square_side_and_pads_a_tight_crop():
     image = np.arange(105 * 80 * 3, dtype=np.uint32).reshape(105, 80, 3).astype(np.uint8)  # a CelebA-like crop
     framed = frame_face(image, (-8, 4, 96, 96), scale=1.5)  # the face box is wider than the photo
     assert framed.shape == (144, 144, 3)
-    left = round(-8 + 48 - 72)  # -32: 32 columns of padding repeat the photo's left edge
+    left = -8 + 48 - 72  # -32: 32 columns of padding repeat the photo's left edge
     np.testing.assert_array_equal(framed[:, 31], framed[:, 0])
     np.testing.assert_array_equal(framed[72, 32:112], image[round(4 + 48 - 0.11 * 96 - 72) + 72, :])
     assert left == -32 and frame_face(image, (-8, 4, 96, 96)).shape[0] == round(FACE_FRAMING_SIDE * 96)
@@ -105,8 +105,8 @@ def test_a_model_frames_faces_at_its_own_face_scale(tmp_path, detector):
     (wide,) = face_inputs(photo, size, crop, detector, "auto", face_crops=True, face_scale=2.38)
     assert not np.array_equal(tight.image, wide.image)
     np.testing.assert_array_equal(model.photo_input(photo), tight.image)  # evaluate and the robustness suite
-    ((box, p_male),) = next(iter(model.predict_faces([portrait()], detect="auto")))[1]  # predict and serve
-    assert p_male == pytest.approx(float(model.predict(tight.image[None])[0]), abs=1e-6)
+    (face,) = next(iter(model.predict_faces([portrait()], detect="auto")))[1]  # predict and serve
+    assert face[1] == pytest.approx(float(model.predict(tight.image[None])[0]), abs=1e-6)
 
 
 def paste_two(face_a: Image.Image, face_b: Image.Image, canvas: tuple[int, int], at: list[tuple[int, int]]) -> Image:

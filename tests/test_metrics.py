@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn.metrics import f1_score
 
 from facegender import metrics
@@ -59,3 +60,29 @@ def test_threshold_sweep_rows():
 def test_report_text_names_threshold_and_classes():
     text = metrics.report_text(np.array([0, 1]), np.array([0.2, 0.7]), 0.45)
     assert "threshold on p(male): 0.450" in text and "female" in text and "macro avg" in text
+
+
+def test_slice_gaps_are_best_minus_worst_group_with_enough_photos():
+    from facegender.metrics import slice_gaps
+
+    slices = {
+        "race": {
+            "asian": {"accuracy": 0.90, "n": 10},
+            "black": {"accuracy": 0.80, "n": 10},
+            "white": {"accuracy": 0.95, "n": 10},
+            "other": {"accuracy": 0.10, "n": 2},  # too few photos to count
+            "unknown": {"accuracy": 0.0, "n": 50},
+        },
+        "condition": {"clean": {"accuracy": 1.0, "n": 9}},  # one group: no gap
+    }
+    assert slice_gaps(slices) == {"race": pytest.approx(0.15)}
+
+
+@pytest.mark.parametrize(
+    ("age", "band"),
+    [("12", "0-17"), ("18", "18-29"), ("29.5", "18-29"), ("44", "30-44"), ("60", "60+"), ("x", "unknown")],
+)
+def test_age_bands(age, band):
+    from facegender.data import age_band
+
+    assert age_band(age) == band

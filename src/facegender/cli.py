@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="fine-tuning epochs")
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--image-size", type=int, dest="image_size")
-    t.add_argument("--backbone-weights", dest="backbone_weights", help="imagenet, none, or a weights file path")
+    t.add_argument(
+        "--backbone-weights",
+        dest="backbone_weights",
+        help="imagenet (default), face (the bundled model's backbone, pretrained on faces), none, or a weights file",
+    )
     t.add_argument("--seed", type=int)
     t.add_argument(
         "--face-crops",

@@ -31,7 +31,8 @@ class Config:
     # Model: MobileNetV2 backbone + GAP -> Dense -> Dropout -> sigmoid. Batch-norm runs in inference mode in the
     # frozen layers and with batch statistics in the trainable ones while training (see model.build_model),
     # unless freeze_batchnorm keeps every batch-norm layer frozen (inference mode throughout).
-    backbone_weights: str = "imagenet"  # "imagenet", "none", or a path to a .h5/.weights.h5 file
+    # "imagenet", "face" (the bundled model's backbone, fine-tuned on ~25,000 faces), "none", or a weights file
+    backbone_weights: str = "imagenet"
     trainable_layers: int = 30  # backbone layers (from the top) trained in the fine-tuning phase; -1 = all
     freeze_batchnorm: bool = False
     head_units: int = 128
@@ -114,8 +115,9 @@ class Config:
             (0.0 <= self.shear < 1.0, "shear must be in [0, 1)"),
             (self.batch_size <= 4096, "batch_size must be at most 4096"),
             (
-                self.backbone_weights in ("imagenet", "none") or Path(self.backbone_weights).is_file(),
-                f"backbone_weights must be imagenet, none or an existing .h5 file, got {self.backbone_weights!r}",
+                self.backbone_weights in ("imagenet", "face", "none") or Path(self.backbone_weights).is_file(),
+                f"backbone_weights must be imagenet, face, none or an existing weights file, got "
+                f"{self.backbone_weights!r}",
             ),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0.0 < self.val_fraction < 0.9, "val_fraction must be in (0, 0.9)"),

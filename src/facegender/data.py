@@ -195,7 +195,23 @@ def _read_labels_csv(root: Path, dataset: Dataset) -> dict[str, list[str]]:
         row = by_file.get(dataset.relative(index).lower(), {})
         for name in names:
             columns[name].append(str(row.get(name) or "unknown"))
+    if "age" in columns and "age_band" not in columns:  # ages are too many values to slice by: bands are not
+        columns["age_band"] = [age_band(value) for value in columns["age"]]
     return columns
+
+
+AGE_BANDS = ((0, "0-17"), (18, "18-29"), (30, "30-44"), (45, "45-59"), (60, "60+"))
+
+
+def age_band(age: str) -> str:
+    """'34' -> '30-44'; anything that is not an age -> 'unknown'."""
+    try:
+        years = float(age)
+    except ValueError:
+        return "unknown"
+    if not 0 <= years < 150:
+        return "unknown"
+    return [name for start, name in AGE_BANDS if years >= start][-1]
 
 
 def resolve_splits(data: str | Path, val: str | Path | None) -> tuple[Path, Path | None]:

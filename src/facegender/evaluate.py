@@ -73,6 +73,7 @@ def _write_evaluation(
     result = metrics.classification_metrics(y_true, p_male, threshold)
     result["slices"] = metrics.slice_metrics(y_true, p_male, threshold, dataset.columns)
     result["worst_slice"] = metrics.worst_slice(result["slices"])
+    result["slice_gaps"] = metrics.slice_gaps(result["slices"])
     result["calibration"] = {
         "ece": calibration.expected_calibration_error(y_true, p_male),
         "brier": calibration.brier(y_true, p_male),

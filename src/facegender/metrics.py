@@ -102,6 +102,17 @@ def report_text(y_true: np.ndarray, p_male: np.ndarray, threshold: float) -> str
     return f"threshold on p(male): {threshold:.3f}\n\n{body}"
 
 
+def slice_gaps(slices: dict[str, dict[str, dict[str, Any]]], min_n: int = 5) -> dict[str, float]:
+    """Per column, the accuracy of its best slice minus its worst (values with at least min_n images, 'unknown'
+    left out): 0 means every group is served equally well (e.g. the race gap)."""
+    gaps = {}
+    for column, values in slices.items():
+        accuracies = [s["accuracy"] for value, s in values.items() if s["n"] >= min_n and value != "unknown"]
+        if len(accuracies) >= 2:
+            gaps[column] = float(max(accuracies) - min(accuracies))
+    return gaps
+
+
 def worst_slice(slices: dict[str, dict[str, dict[str, Any]]], min_n: int = 5) -> dict[str, Any] | None:
     """The slice (column, value) with the lowest accuracy among those with at least min_n images."""
     candidates = [

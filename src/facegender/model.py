@@ -12,6 +12,10 @@ from facegender.errors import FaceGenderError
 
 BACKBONE_NAME = "mobilenetv2_1.00_224"
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+# The bundled model's backbone, fine-tuned on faces (float16, written by scripts/ship_default_model.py): what
+# `--backbone-weights face` starts from, offline, right after installing.
+FACE_BACKBONE = Path(__file__).parent / "models" / "default" / "face_backbone.npz"
+BACKBONE_CHOICES = ("imagenet", "face", "none")
 
 
 def keras_cache_weights() -> Path:
@@ -21,9 +25,17 @@ def keras_cache_weights() -> Path:
 
 
 def resolve_backbone_weights(value: str) -> str | None:
-    """ "imagenet" (Keras cache or download), "none" (random init) or a path to a weights file."""
+    """ "imagenet" (Keras cache or download), "face" (the bundled model's backbone), "none" (random init) or a path
+    to a weights file."""
     if value.lower() == "none":
         return None
+    if value.lower() == "face":
+        if not FACE_BACKBONE.is_file():
+            raise FaceGenderError(
+                f"the face-pretrained backbone {FACE_BACKBONE} is missing from this install; reinstall facegender "
+                "or pass --backbone-weights imagenet"
+            )
+        return str(FACE_BACKBONE)
     if value.lower() == "imagenet":
         # Without a classifier top the weights do not depend on the input size, so the cached 224 file serves
         # every size; Keras alone would fetch a separate file per size (160, 192, ...).
@@ -42,10 +54,15 @@ def build_model(config: Config) -> keras.Model:
     """Input (RGB 0-255, float) -> MobileNetV2 -> GAP -> Dense -> Dropout -> p(male)."""
     size = config.image_size
     weights = resolve_backbone_weights(config.backbone_weights)
+    arrays = weights is not None and weights.endswith(".npz")
     try:
         backbone = keras.applications.MobileNetV2(
-            input_shape=(size, size, 3), include_top=False, weights=weights, name=BACKBONE_NAME
+            input_shape=(size, size, 3), include_top=False, weights=None if arrays else weights, name=BACKBONE_NAME
         )
+        if arrays:
+            load_backbone_arrays(backbone, weights)
+    except FaceGenderError:
+        raise
     except Exception as exc:  # download failure, wrong file, incompatible shapes
         raise FaceGenderError(
             f"could not load MobileNetV2 backbone weights ({config.backbone_weights}): {exc}. "
@@ -63,6 +80,35 @@ def build_model(config: Config) -> keras.Model:
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
     return keras.Model(inputs, outputs, name="facegender")
+
+
+def save_backbone_arrays(model: keras.Model, path: str | Path) -> None:
+    """The model's backbone weights as float16 arrays in an .npz (half the size; a starting point for fine-tuning
+    loses nothing measurable), with each weight's name so that loading can check it fits."""
+    import numpy as np
+
+    backbone = backbone_of(model)
+    arrays = {f"w{i:03d}": np.asarray(v.numpy(), dtype=np.float16) for i, v in enumerate(backbone.weights)}
+    names = np.array([v.path.split("/", 1)[-1] for v in backbone.weights])
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, names=names, **arrays)
+
+
+def load_backbone_arrays(backbone: keras.Model, path: str | Path) -> None:
+    """Set a MobileNetV2 backbone's weights from save_backbone_arrays' file."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [str(n) for n in data["names"]]
+            arrays = [data[f"w{i:03d}"] for i in range(len(names))]
+    except (OSError, KeyError, ValueError) as exc:
+        raise FaceGenderError(f"backbone weights file {path} is damaged or not facegender's ({exc})") from None
+    expected = [v.path.split("/", 1)[-1] for v in backbone.weights]
+    if names != expected or any(a.shape != tuple(v.shape) for a, v in zip(arrays, backbone.weights, strict=True)):
+        raise FaceGenderError(f"backbone weights file {path} does not fit a MobileNetV2 (alpha 1.0) backbone")
+    for variable, array in zip(backbone.weights, arrays, strict=True):
+        variable.assign(array.astype(np.float32))
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
