@@ -42,7 +42,7 @@ def test_model_shape_head_and_trainable_layers():
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FaceGenderError, match="backbone_weights must be imagenet, none or an existing"):
+    with pytest.raises(FaceGenderError, match="backbone_weights must be imagenet, face, none or an existing"):
         cfg.resolve("seed", {"backbone_weights": str(tmp_path / "w.h5")})  # refused up front, before any work
     config = dataclasses.replace(cfg.from_preset("seed"), backbone_weights=str(tmp_path / "w.h5"))
     with pytest.raises(FaceGenderError, match="backbone weights file not found"):  # and still when built directly
@@ -86,3 +86,36 @@ def test_training_metrics_read_blended_labels_as_their_class():
     plain = keras.metrics.AUC()
     plain.update_state(y, p)
     assert float(plain.result()) < 0.99  # what the plain metric gets wrong
+
+
+def test_a_backbone_saved_as_arrays_starts_another_model_at_any_input_size(tmp_path):
+    from facegender.model import save_backbone_arrays
+
+    trained = build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": "none"}))
+    for variable in backbone_of(trained).weights[:5]:  # weights no fresh network would have
+        variable.assign(np.full(variable.shape, 0.125, np.float32))
+    path = tmp_path / "face_backbone.npz"
+    save_backbone_arrays(trained, path)
+    started = build_model(cfg.resolve("default", {"image_size": 96, "backbone_weights": str(path)}))
+    for a, b in zip(backbone_of(trained).weights, backbone_of(started).weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)  # float16 on disk
+    assert float(backbone_of(started).weights[0].numpy().max()) == 0.125
+
+
+def test_a_damaged_or_foreign_backbone_file_is_one_clear_error(tmp_path):
+    damaged = tmp_path / "bad.npz"
+    damaged.write_bytes(b"not an npz")
+    with pytest.raises(FaceGenderError, match="bad.npz is damaged or not facegender's"):
+        build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": str(damaged)}))
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, names=np.array(["x"]), w000=np.zeros(3))
+    with pytest.raises(FaceGenderError, match="does not fit a MobileNetV2"):
+        build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": str(foreign)}))
+
+
+def test_face_backbone_is_a_named_choice(monkeypatch, tmp_path):
+    from facegender import model
+
+    monkeypatch.setattr(model, "FACE_BACKBONE", tmp_path / "missing.npz")
+    with pytest.raises(FaceGenderError, match="face-pretrained backbone .* is missing"):
+        build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": "face"}))
