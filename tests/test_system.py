@@ -18,3 +18,17 @@ def test_usable_cpus_follows_the_processs_cpu_affinity():
     from facegender.system import usable_cpus
 
     assert usable_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_tensorflow_imports_without_its_start_up_lines():
+    """train and export show their own progress, not TensorFlow's oneDNN/absl/CPU notices (printed to file
+    descriptor 2 before TF_CPP_MIN_LOG_LEVEL is read, once at import and again at the first operation)."""
+    code = (
+        "from facegender.system import import_tensorflow; import_tensorflow(); import keras, numpy as np; "
+        "m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]); m.compile('adam', 'mse'); "
+        "m.fit(np.zeros((4, 3)), np.zeros(4), verbose=0); print('trained')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "trained", result.stderr
+    assert result.stderr == ""

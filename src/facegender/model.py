@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import keras
+from facegender.system import import_tensorflow
 
-from facegender.config import Config
-from facegender.errors import FaceGenderError
+import_tensorflow()  # before Keras's own import: TensorFlow's start-up lines hidden
+
+import keras  # noqa: E402
+
+from facegender.config import Config  # noqa: E402
+from facegender.errors import FaceGenderError  # noqa: E402
 
 BACKBONE_NAME = "mobilenetv2_1.00_224"
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"

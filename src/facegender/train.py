@@ -254,6 +254,9 @@ def train(
     x_train, train_set = _load(train_set, config, "train", skipped)
     x_val, val_set = _load(val_set, config, "validation", skipped)
 
+    from facegender.system import import_tensorflow
+
+    import_tensorflow()  # TensorFlow's start-up lines hidden
     import keras
     import tensorflow as tf
 
