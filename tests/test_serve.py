@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -104,6 +105,11 @@ def test_page_and_openapi_are_served(client):
     assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/predict/batch", "/health", "/"} <= set(paths)
+    for route in ("/docs", "/redoc"):  # Swagger UI and ReDoc from the installed fastapi-offline, not a CDN
+        docs = client.get(route)
+        assert docs.status_code == 200 and "static-offline-docs/" in docs.text
+        assert not [url for url in re.findall(r"(?:src|href)=['\"]([^'\"]+)", docs.text) if "//" in url], docs.text
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
 
 
 def test_schemathesis_fuzz_of_the_api(onnx_model):
@@ -205,6 +211,24 @@ def test_page_in_chromium_shows_each_face(live_server, tmp_path):
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
     assert (tmp_path / "page.png").stat().st_size > 5_000
+
+
+def test_api_docs_render_in_chromium_offline(live_server):
+    """/docs is Swagger UI from the installed package: it renders every route with no network."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser import launch
+
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(live_server + "/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+        browser.close()
+    assert {"/predict", "/predict/batch", "/health"} <= {p.strip() for p in paths}
+    assert all(url.startswith(live_server) for url in requests), requests
 
 
 def test_a_missing_detector_fails_only_the_requests_that_detect(onnx_model, tmp_path, monkeypatch):

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    _require("serve", "fastapi", "uvicorn", "multipart")
+    _require("serve", "fastapi", "uvicorn", "multipart", "fastapi_offline")
     from facegender.serve import run
 
     if args.workers < 1 or args.max_batch < 1 or not 0 < args.max_upload_mb <= 1e6:

@@ -18,6 +18,7 @@ import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegender import __version__
@@ -69,7 +70,9 @@ def create_app(
     info = classifier.info
     model_name = str(info.extra.get("name") or classifier.path.parent.name or classifier.path.stem)
 
-    app = FastAPI(
+    # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN (blank offline); fastapi-offline serves
+    # the same pages from files inside the package
+    app = FastAPIOffline(
         title="facegender",
         version=__version__,
         description="Face gender classification (female / male) that holds up in bad conditions.",
