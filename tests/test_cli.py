@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -117,3 +118,18 @@ def test_sigterm_stops_evaluate_like_ctrl_c(tmp_path, onnx_model):
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in result.stderr
     assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "serve"])
+def test_every_command_s_help_has_a_description_examples_and_its_defaults(command):
+    from facegender.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    text = sub.format_help()
+    assert sub.description and f"examples:\n  facegender {command}" in text
+    for action in sub._actions:  # every option explains itself; a default is shown where there is one
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{command} {action.option_strings[0]} has no help"
+            if action.default not in (None, False):
+                assert str(action.default) in sub._get_formatter()._format_action(action), action.option_strings

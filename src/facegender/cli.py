@@ -16,6 +16,20 @@ from facegender import __version__
 from facegender.errors import FaceGenderError
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option that has a default says it, unless its help already does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with usage, as argparse does, but one clear line
         self.print_usage(sys.stderr)
@@ -38,7 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facegender {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a model and write a run folder")
+    def command(name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+            epilog=_examples(*examples), formatter_class=_HelpFormatter,
+        )  # fmt: skip
+
+    t = command(
+        "train",
+        "train a model and write a run folder (model, metadata, history, plots, validation report)",
+        "facegender train --data photos/ --val photos-val/",
+        "facegender train --preset seed --data ../shared/data/lfw-adverse/train --val ../shared/data/lfw-adverse/val",
+        "facegender train --data small-set/ --backbone-weights face   # start from faces, not ImageNet",
+        "facegender train --resume runs/train",
+    )
     t.add_argument(
         "--data",
         nargs="+",
@@ -54,15 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", help="configuration preset: seed or default (default: the --config file's, else default)"
     )
     t.add_argument("--config", help="YAML or JSON file of config fields (flags override it)")
-    t.add_argument("--epochs", type=int, help="fine-tuning epochs")
-    t.add_argument("--batch-size", type=int, dest="batch_size")
-    t.add_argument("--image-size", type=int, dest="image_size")
+    t.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the preset's)")
+    t.add_argument("--batch-size", type=int, dest="batch_size", help="photos per step (default: the preset's, 32)")
+    t.add_argument(
+        "--image-size", type=int, dest="image_size", help="network input side in pixels (default: the preset's)"
+    )
     t.add_argument(
         "--backbone-weights",
         dest="backbone_weights",
         help="imagenet (default), face (the bundled model's backbone, pretrained on faces), none, or a weights file",
     )
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int, help="random seed: a run is reproducible for a seed (default: 42)")
     t.add_argument(
         "--face-crops",
         action="store_true",
@@ -73,9 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder to write (default: runs/train, runs/train2, ...)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
 
-    e = sub.add_parser("evaluate", help="evaluate a model on a labelled folder")
+    e = command(
+        "evaluate",
+        "evaluate a model on a labelled folder: metrics, slices, plots, misclassified photos, an HTML report",
+        "facegender evaluate --data ../shared/data/utkface/val",
+        "facegender evaluate --data val/ --model runs/train --out report/ --corrupt",
+    )
     e.add_argument("--data", required=True, help="dataset folder with male/ and female/ (optional labels.csv)")
-    e.add_argument("--model", help="run folder or .onnx/.keras/.h5 file (default: the bundled model)")
+    e.add_argument("--model", help="run folder or .onnx/.tflite/.keras/.h5 file (default: the bundled model)")
     e.add_argument("--out", default="evaluation_results", help="folder for the report files")
     e.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
     e.add_argument(
@@ -85,13 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--corrupt-seed", type=_seed, default=0, dest="corrupt_seed", help="seed of the robustness suite")
 
-    p = sub.add_parser("predict", help="predict the label of images, folders or globs")
+    p = command(
+        "predict",
+        "find the faces in images, folders or globs and label each one",
+        "facegender predict examples/grace_hopper.jpg",
+        'facegender predict photos/ "more/*.png" --format json --output results.json',
+        "facegender predict group.jpg --annotate annotated/",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
-    p.add_argument("--model", help="run folder or .onnx/.keras/.h5 file (default: the bundled model)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--model", help="run folder or .onnx/.tflite/.keras/.h5 file (default: the bundled model)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="how results are written")
     p.add_argument("--output", help="write the results to this file instead of standard output")
     p.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
-    p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
+    p.add_argument("--batch-size", type=int, default=32, dest="batch_size", help="faces per network call")
     p.add_argument(
         "--abstain-band",
         dest="abstain_band",
@@ -114,18 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--annotate", metavar="DIR", help="write copies of the photos with boxes and labels drawn into DIR")
 
-    x = sub.add_parser("export", help="export a trained model to ONNX or LiteRT (TFLite)")
+    x = command(
+        "export",
+        "export a trained model to ONNX or LiteRT (TFLite), its metadata inside",
+        "facegender export --model runs/train --format tflite --out model.tflite",
+        "facegender export --model runs/train --format tflite-int8 --out model-int8.tflite --samples 300",
+    )
     x.add_argument("--model", required=True, help="run folder or .keras/.h5 file")
-    x.add_argument("--format", choices=("onnx", "tflite", "tflite-int8"), default="onnx")
+    x.add_argument("--format", choices=("onnx", "tflite", "tflite-int8"), default="onnx", help="what to write")
     x.add_argument("--out", required=True, help="output file, e.g. model.onnx or model.tflite")
     x.add_argument("--data", help="training images for tflite-int8 calibration (default: the run's training data)")
     x.add_argument("--samples", type=int, default=200, help="calibration images for tflite-int8")
-    v = sub.add_parser("serve", help="serve the model over HTTP: a JSON API and a page at /")
+    v = command(
+        "serve",
+        "serve the model over HTTP: a JSON API, its docs at /docs, and a drop-a-photo page at /",
+        "facegender serve",
+        "facegender serve --model runs/train/model.onnx --host 0.0.0.0 --port 8080 --workers 4",
+    )
     v.add_argument("--model", help="run folder or .onnx/.tflite file (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port, printed)")
     v.add_argument("--workers", type=int, default=2, help="inference threads")
-    v.add_argument("--max-upload-mb", type=float, default=10.0, dest="max_upload_mb")
+    v.add_argument("--max-upload-mb", type=float, default=10.0, dest="max_upload_mb", help="largest upload accepted")
     v.add_argument("--max-batch", type=int, default=16, dest="max_batch", help="files per /predict/batch request")
     return parser
 
