@@ -108,7 +108,7 @@ def test_a_backbone_saved_as_arrays_starts_another_model_at_any_input_size(tmp_p
 def test_a_damaged_or_foreign_backbone_file_is_one_clear_error(tmp_path):
     damaged = tmp_path / "bad.npz"
     damaged.write_bytes(b"not an npz")
-    with pytest.raises(FaceGenderError, match="bad.npz is damaged or not facegender's"):
+    with pytest.raises(FaceGenderError, match=r"bad\.npz is damaged or not facegender's"):
         build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": str(damaged)}))
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, names=np.array(["x"]), w000=np.zeros(3))
@@ -120,5 +120,5 @@ def test_face_backbone_is_a_named_choice(monkeypatch, tmp_path):
     from facegender import model
 
     monkeypatch.setattr(model, "FACE_BACKBONE", tmp_path / "missing.npz")
-    with pytest.raises(FaceGenderError, match="face-pretrained backbone .* is missing"):
+    with pytest.raises(FaceGenderError, match=r"face-pretrained backbone .* is missing"):
         build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": "face"}))
