@@ -158,3 +158,21 @@ def test_the_web_service_reports_calibrated_probabilities_and_labels(brightness_
         ("g64.png", "female", 0.6), ("g160.png", "female", 0.6), ("g192.png", "male", 0.6)]  # fmt: skip
     for row, level in zip(rows, (64, 160, 192), strict=True):
         assert row["p_male"] == pytest.approx(calibrated(level / 256, 2.0), abs=1e-6)
+
+
+def test_a_run_folder_reads_threshold_and_temperature_from_model_json(tmp_path):
+    """An ONNX file without embedded metadata: model.json beside it says the threshold and temperature, the
+    network its input size."""
+    from conftest import brightness_onnx
+
+    run = tmp_path / "run"
+    run.mkdir()
+    brightness_onnx(run / "model.onnx", None, image_size=24)
+    (run / "model.json").write_text(json.dumps({"format_version": 1, "threshold": 0.3, "temperature": 0.5}))
+    folder = photos(tmp_path / "in", {"p25.png": 64, "p3125.png": 80, "p50.png": 128})
+    rows = predict_json(str(folder), "--model", str(run))
+    # at T = 0.5: 0.25 -> 0.1, 0.3125 -> 0.1712 (female, though 0.3125 itself is over 0.3), 0.5 -> 0.5
+    assert {name: (row["label"], row["threshold"]) for name, row in rows.items()} == {
+        "p25.png": ("female", 0.3), "p3125.png": ("female", 0.3), "p50.png": ("male", 0.3)}  # fmt: skip
+    for name, p in (("p25.png", 0.1), ("p3125.png", calibrated(0.3125, 0.5)), ("p50.png", 0.5)):
+        assert rows[name]["p_male"] == pytest.approx(p, abs=1e-6), name
