@@ -127,3 +127,59 @@ def image(tmp_path) -> Path:
     path = tmp_path / "face.png"
     path.write_bytes(png_bytes())
     return path
+
+
+def brightness_onnx(path: Path, metadata: dict | None, image_size: int = 32) -> Path:
+    """An ONNX model whose p(male) is a known function of its input: the mean of the 0-255 pixel values / 256.
+
+    A photo of one grey level g gives exactly g / 256 (128 -> 0.5, 192 -> 0.75): sums of equal whole numbers and a
+    power-of-two divisor are exact in float32, so tests compare the runtime's numbers with values worked out by hand.
+    `metadata` is embedded as the facegender export embeds it (None: no metadata at all).
+    """
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", image_size, image_size, 3])
+    p_male = helper.make_tensor_value_info("p_male", TensorProto.FLOAT, ["batch", 1])
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 256])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),  # (batch,)
+        helper.make_node("Mul", ["mean", "scale"], ["p"]),
+        helper.make_node("Unsqueeze", ["p", "axis"], ["p_male"]),  # (batch, 1), as the exported Keras model
+    ]
+    axis = helper.make_tensor("axis", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(nodes, "brightness", [image], [p_male], initializer=[scale, axis])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="facegender-tests")
+    model.ir_version = 8  # one every supported ONNX Runtime reads
+    if metadata is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "facegender", json.dumps(metadata)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def brightness_model(tmp_path):
+    """Make a brightness_onnx model in tmp_path: brightness_model(threshold=0.6, temperature=2.0) -> its path.
+
+    The keyword arguments are its facegender metadata, over a 32 px, whole-photo, threshold 0.5, temperature 1 base.
+    """
+    pytest.importorskip("onnx")
+    made = iter(range(1000))
+
+    def make(image_size: int = 32, **metadata) -> Path:
+        meta = {"format_version": 1, "name": "brightness", "class_names": ["female", "male"],
+                "image_size": image_size, "crop": 1.0, "threshold": 0.5, "temperature": 1.0, **metadata}  # fmt: skip
+        return brightness_onnx(tmp_path / f"brightness{next(made)}.onnx", meta, image_size)
+
+    return make
+
+
+def grey_photo(path, level: int, size: tuple[int, int] = (40, 32)):
+    """A PNG (lossless) of one grey level, width x height, into a file or buffer: the brightness model's p(male)
+    for it is level / 256."""
+    Image.new("RGB", size, (level, level, level)).save(path, "PNG")
+    return path

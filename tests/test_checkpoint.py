@@ -148,9 +148,11 @@ def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, mo
 
     monkeypatch.setattr(checkpoint.EpochCheckpoint, "on_epoch_end", stop_at_epoch_3)
     model = tiny_model()
-    with pytest.raises(KeyboardInterrupt):
-        train._fit_phases(train._Session(config, tmp_path, None, False), model, model, 0, make_train, val, 4)
-    train.STOP_REQUESTED.clear()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train._fit_phases(train._Session(config, tmp_path, None, False), model, model, 0, make_train, val, 4)
+    finally:  # a flag left set would stop every later training in this process
+        train.STOP_REQUESTED.clear()
     monkeypatch.setattr(checkpoint.EpochCheckpoint, "on_epoch_end", stop_after)
     assert json.loads((tmp_path / "checkpoint" / "phase2" / "state.json").read_text())["epoch"] == 4
 

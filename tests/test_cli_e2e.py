@@ -150,6 +150,8 @@ def test_predict_csv_to_file_and_threshold_override(trained):
 
 
 def test_keras_and_onnx_models_agree(trained):
+    """Both backends answer for the same files in the same order. This tiny untrained network scores every photo
+    about 0.5, so the numbers agree whatever either backend does: test_export_agreement compares them for real."""
     root, run = trained
     val = str(root / "data" / "val")
     via_onnx = predict_crops(val, "--model", str(run / "model.onnx"))
@@ -231,14 +233,17 @@ def test_predict_and_evaluate_with_onnx_import_no_tensorflow(trained):
     code = (
         "import sys\n"
         "from facegender.cli import main\n"
-        f"main(['predict', {str(root / 'data' / 'val')!r}, '--model', {str(run)!r}, '--format', 'json'])\n"
-        f"main(['evaluate', '--data', {str(root / 'data' / 'val')!r}, '--model', {str(run)!r}, "
+        f"code = main(['predict', {str(root / 'data' / 'val')!r}, '--model', {str(run)!r}, '--format', 'json'])\n"
+        "assert code == 0, f'predict exited {code}'\n"
+        f"code = main(['evaluate', '--data', {str(root / 'data' / 'val')!r}, '--model', {str(run)!r}, "
         f"'--out', {str(root / 'eval_no_tf')!r}])\n"
+        "assert code == 0, f'evaluate exited {code}'\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "assert not bad, bad\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert json.loads((root / "eval_no_tf" / "metrics.json").read_text())["n"] == 10  # both commands did their work
 
 
 def test_cached_views_training_from_a_config_file(tmp_path):

@@ -12,8 +12,11 @@ from facegender.errors import FaceGenderError  # noqa: E402
 from facegender.model import backbone_of, build_model, make_loss, set_trainable  # noqa: E402
 
 
-def test_focal_loss_matches_the_formula():
+@pytest.mark.parametrize("alpha", [None, 0.25, 0.8])  # None: the seed preset's 0.5
+def test_focal_loss_matches_the_formula(alpha):
     config = cfg.from_preset("seed")
+    if alpha is not None:  # alpha weighs the male class (label 1), 1 - alpha the female
+        config = dataclasses.replace(config, focal_alpha=alpha)
     y = np.array([[1.0], [0.0], [1.0], [0.0]], np.float32)
     p = np.array([[0.9], [0.2], [0.3], [0.6]], np.float32)
     got = float(make_loss(config)(y, p))
@@ -105,7 +108,7 @@ def test_a_backbone_saved_as_arrays_starts_another_model_at_any_input_size(tmp_p
 def test_a_damaged_or_foreign_backbone_file_is_one_clear_error(tmp_path):
     damaged = tmp_path / "bad.npz"
     damaged.write_bytes(b"not an npz")
-    with pytest.raises(FaceGenderError, match=r"bad.npz is damaged or not facegender's"):
+    with pytest.raises(FaceGenderError, match=r"bad\.npz is damaged or not facegender's"):
         build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": str(damaged)}))
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, names=np.array(["x"]), w000=np.zeros(3))

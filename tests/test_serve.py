@@ -163,7 +163,7 @@ def live_server(onnx_model):
             time.sleep(0.3)
         else:
             process.kill()
-            error = process.communicate()[1].decode(errors="replace")
+            error = process.communicate(timeout=30)[1].decode(errors="replace")
             if "address already in use" in error.lower():
                 continue
             pytest.fail(f"server did not start: {error[-2000:]}")
@@ -176,7 +176,7 @@ def live_server(onnx_model):
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait()
+        process.wait(timeout=30)
 
 
 def test_page_in_chromium_shows_each_face(live_server, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 def test_usable_cpus_follows_the_processs_cpu_affinity():
     code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); " \
            "from facegender.system import usable_cpus; print(usable_cpus())"  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "1"
     from facegender.system import usable_cpus
 

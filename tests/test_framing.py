@@ -1,0 +1,65 @@
+"""images.frame_face on faces too big for the classifier's input: the square is scaled down before padding, and
+comes out as the full-size framing would after `prepare`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facegender.images import FACE_FRAMING_RAISE, FACE_FRAMING_SIDE, frame_face, prepare
+
+WIDTH, HEIGHT = 1000, 800
+
+
+def gradient() -> np.ndarray:
+    """Red = x / 4, green = y / 4, blue 100: a pixel's colour says where it came from, to a quarter pixel."""
+    x = np.arange(WIDTH) / 4
+    y = np.arange(HEIGHT) / 4
+    image = np.empty((HEIGHT, WIDTH, 3), np.float64)
+    image[..., 0] = x[None, :]
+    image[..., 1] = y[:, None]
+    image[..., 2] = 100
+    return np.round(image).astype(np.uint8)
+
+
+def by_hand(box: tuple[int, int, int, int], out: int) -> np.ndarray:
+    """The colours of the framing square (2.38 box widths, 0.11 widths above the centre) sampled at `out` x `out`
+    pixel centres, positions outside the photo taken from its nearest edge."""
+    x, y, w, h = box
+    side = round(FACE_FRAMING_SIDE * w)
+    left, top = x + w / 2 - side / 2, y + h / 2 - FACE_FRAMING_RAISE * w - side / 2
+    centres = (np.arange(out) + 0.5) * side / out - 0.5
+    columns = np.clip(left + centres, 0, WIDTH - 1) / 4
+    rows = np.clip(top + centres, 0, HEIGHT - 1) / 4
+    expected = np.empty((out, out, 3))
+    expected[..., 0] = columns[None, :]
+    expected[..., 1] = rows[:, None]
+    expected[..., 2] = 100
+    return expected
+
+
+# a 300 px face near the top-left corner (the square starts 187 px left of the photo and 210 px above it)
+# and one near the bottom-right corner: a 714 px square, over 4x a 40 px input, scaled down to 160
+@pytest.mark.parametrize("box", [(20, 30, 300, 300), (700, 550, 300, 300)])
+def test_a_big_face_is_scaled_down_with_its_padding(box):
+    image = gradient()
+    framed = frame_face(image, box, max_side=160)
+    assert framed.shape == (160, 160, 3) and framed.dtype == np.uint8
+    # one output pixel is 4.5 photo pixels (1.1 colour steps here): the padding is rounded to whole pixels
+    np.testing.assert_allclose(framed, by_hand(box, 160), atol=1.5)
+
+
+@pytest.mark.parametrize("box", [(20, 30, 300, 300), (700, 550, 300, 300), (350, 250, 300, 300)])
+def test_scaled_down_framing_gives_the_classifier_the_same_input(box):
+    image = gradient()
+    full = frame_face(image, box)
+    assert full.shape == (714, 714, 3)
+    small = frame_face(image, box, max_side=4 * 40)  # as detect.face_inputs frames for a 40 px model
+    np.testing.assert_allclose(prepare(small, 40).astype(int), prepare(full, 40).astype(int), atol=2)
+
+
+def test_a_face_that_fits_is_not_resized():
+    image = gradient()
+    framed = frame_face(image, (400, 300, 60, 60), max_side=160)  # a 143 px square: under max_side
+    assert framed.shape == (143, 143, 3)
+    np.testing.assert_array_equal(framed, frame_face(image, (400, 300, 60, 60)))
