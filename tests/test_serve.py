@@ -44,7 +44,8 @@ def test_predict_one_image_as_a_face_crop(client):
     (row,) = response.json()["results"]
     assert row["file"] == "face.png" and row["label"] in ("female", "male") and 0 <= row["p_male"] <= 1
     assert row["box"] == [0, 0, 64, 64] and row["face_index"] == 0
-    assert set(row) == {"file", "face_index", "box", "label", "p_male", "threshold", "error"}
+    assert set(row) == {"file", "face_index", "box", "face_score", "label", "p_male", "threshold", "error"}
+    assert row["face_score"] is None  # no detector looked
 
 
 def test_predict_finds_faces(client):

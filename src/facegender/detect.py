@@ -285,10 +285,12 @@ def central_face(faces: list[Face], width: int, height: int) -> Face | None:
 
 @dataclass(frozen=True)
 class FaceInput:
-    """One face of a photo: its box (x, y, width, height) in the upright photo and the classifier's input."""
+    """One face of a photo: its box (x, y, width, height) in the upright photo, the classifier's input, and the
+    detector's score (None where no detector looked: the whole photo taken as one face)."""
 
     box: tuple[int, int, int, int]
     image: np.ndarray
+    score: float | None = None
 
 
 def face_inputs(
@@ -317,8 +319,10 @@ def face_inputs(
         central = central_face(faces, width, height)
         if central is not None:
             framed = frame_face(image, central.extent, 4 * size) if face_crops else image
-            return [FaceInput(central.box, prepare(framed, size, crop))]
+            return [FaceInput(central.box, prepare(framed, size, crop), central.score)]
     if not faces and whole_if_none:
         return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
     # a square over 4x the input side is scaled down first: bounded memory, the same result after prepare
-    return [FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size), size, crop)) for face in faces]
+    return [
+        FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size), size, crop), face.score) for face in faces
+    ]
