@@ -194,8 +194,8 @@ class FaceDetector:
     def _second_look(
         self, picture: Image.Image, crop_first: bool, enhance: Callable[[Image.Image], Image.Image]
     ) -> list[Face]:
-        """Faces in the picture with its contrast enhanced, on a reduced copy: the second look needs no more pixels
-        than the networks see, and no tiles."""
+        """Faces in the picture after `enhance` (one of SECOND_LOOKS), on a reduced copy: the second look needs no
+        more pixels than the networks see, and no tiles."""
         small = picture.copy()
         small.thumbnail((2 * FULL_RANGE.size, 2 * FULL_RANGE.size), Image.Resampling.BILINEAR)
         return self._search(enhance(small), crop_first, picture.size)
@@ -267,7 +267,8 @@ class FaceDetector:
         half = raw[:, 2:4] / 2
         keypoints = raw[:, 4:] + np.tile(anchor, len(KEYPOINTS))  # offsets from the anchor, as the box centre
         points = np.concatenate([centre - half, centre + half, keypoints], axis=1) * network.size
-        points = (points - np.tile((pad_x, pad_y), 8)) / scale + np.tile((x, y), 8)
+        pairs = 2 + len(KEYPOINTS)  # (x, y) pairs per row: two corners, then the keypoints
+        points = (points - np.tile((pad_x, pad_y), pairs)) / scale + np.tile((x, y), pairs)
         return points, scores[keep]
 
 
