@@ -126,7 +126,8 @@ def test_predict_json_files_folders_globs_and_errors(trained):
     assert len(rows) == 11
     good = [r for r in rows if r["label"] != "error"]
     assert len(good) == 10 and all(r["label"] in ("female", "male") and 0 <= r["p_male"] <= 1 for r in good)
-    assert all(set(r) == {"file", "face_index", "box", "label", "p_male", "threshold", "error"} for r in rows)
+    fields = {"file", "face_index", "box", "face_score", "label", "p_male", "threshold", "error"}
+    assert all(set(r) == fields and r["face_score"] is None for r in rows)  # no detector looked: no score
     assert all(r["face_index"] == 0 and r["box"] == [0, 0, 48, 48] for r in good)
     bad = [r for r in rows if r["label"] == "error"]
     assert bad[0]["p_male"] is None and "bad.jpg" in bad[0]["file"] and bad[0]["error"]
@@ -145,8 +146,8 @@ def test_predict_csv_to_file_and_threshold_override(trained):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
-    assert lines[0] == "file,face_index,box,label,p_male,threshold,error"
-    assert lines[1].split(",")[1:4] == ["0", "0 0 48 48", "male"]
+    assert lines[0] == "file,face_index,box,face_score,label,p_male,threshold,error"
+    assert lines[1].split(",")[1:5] == ["0", "0 0 48 48", "", "male"]  # no detector: no face_score
 
 
 def test_keras_and_onnx_models_agree(trained):

@@ -158,8 +158,8 @@ def test_two_shared_faces_side_by_side(tmp_path):
 def test_no_face_photo_gives_one_no_face_row(tmp_path):
     code, rows, stderr = run_predict(str(no_face_photo()))
     assert code == 0, stderr  # not an error: an answer
-    assert rows == [{"file": str(no_face_photo()), "face_index": None, "box": None, "label": "no_face",
-                     "p_male": None, "threshold": bundled_threshold(), "error": None}]  # fmt: skip
+    assert rows == [{"file": str(no_face_photo()), "face_index": None, "box": None, "face_score": None,
+                     "label": "no_face", "p_male": None, "threshold": bundled_threshold(), "error": None}]  # fmt: skip
     code, rows, _ = run_predict(str(no_face_photo()), "--no-detect")  # taken as a face crop: a label
     assert rows[0]["label"] in ("female", "male") and rows[0]["box"] == [0, 0, 640, 427]
 
@@ -217,7 +217,7 @@ def test_abstain_band_and_csv_and_table_carry_the_box(tmp_path):
     result = subprocess.run([sys.executable, "-m", "facegender", "predict", str(portrait()), "--format", "csv"],
                             capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
     header, line = result.stdout.strip().splitlines()
-    assert header == "file,face_index,box,label,p_male,threshold,error"
+    assert header == "file,face_index,box,face_score,label,p_male,threshold,error"
     assert line.split(",")[1] == "0" and len(line.split(",")[2].split()) == 4
 
 

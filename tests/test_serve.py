@@ -11,12 +11,13 @@ import sys
 import time
 
 import pytest
-from conftest import no_face_photo, png_bytes, portrait
+from conftest import no_face_photo, package_photo, png_bytes, portrait
 from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
+from facegender.detect import MIN_SCORE
 from facegender.serve import create_app
 
 
@@ -45,7 +46,8 @@ def test_predict_one_image_as_a_face_crop(client):
     (row,) = response.json()["results"]
     assert row["file"] == "face.png" and row["label"] in ("female", "male") and 0 <= row["p_male"] <= 1
     assert row["box"] == [0, 0, 64, 64] and row["face_index"] == 0
-    assert set(row) == {"file", "face_index", "box", "label", "p_male", "threshold", "error"}
+    assert set(row) == {"file", "face_index", "box", "face_score", "label", "p_male", "threshold", "error"}
+    assert row["face_score"] is None  # no detector looked
 
 
 def test_predict_finds_faces(client):
@@ -63,6 +65,17 @@ def test_predict_finds_faces(client):
     assert unsure.json()["results"][0]["label"] == "uncertain"
     bad_band = client.post("/predict?abstain_band=0.7,0.2", files={"file": ("s.png", png_bytes(), "image/png")})
     assert bad_band.status_code == 422 and "abstain_band" in bad_band.json()["error"]
+
+
+def test_results_carry_the_face_score_and_a_flower_gets_no_face(client):
+    (face,) = client.post("/predict", files={"file": ("p.jpg", jpeg(portrait(), 256), "image/jpeg")}).json()["results"]
+    assert MIN_SCORE <= face["face_score"] <= 1 and face["label"] in ("female", "male")
+    flower = jpeg(package_photo("sklearn", "datasets/images/flower.jpg"), 320)
+    (none,) = client.post("/predict", files={"file": ("flower.jpg", flower, "image/jpeg")}).json()["results"]
+    assert none["label"] == "no_face" and none["face_score"] is None and none["p_male"] is None
+    files = [("files", ("p.jpg", jpeg(portrait(), 256), "image/jpeg")), ("files", ("bad.png", b"x", "image/png"))]
+    rows = client.post("/predict/batch", files=files).json()["results"]
+    assert rows[0]["face_score"] == face["face_score"] and rows[1]["label"] == "error" and rows[1]["face_score"] is None
 
 
 def test_content_is_checked_by_decoding_not_by_name(client):

@@ -37,7 +37,10 @@ class Annotator:
                 continue
             x, y, w, h = row["box"]
             draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=line)
-            _caption(draw, (x, max(0, y - font.size - 2 * line)), f"{label} {row['p_male']:.2f}", colour, font)
+            text = f"{label} {row['p_male']:.2f}"
+            if row.get("face_score") is not None:  # the detector's confidence that this is a face
+                text += f"  face {row['face_score']:.2f}"
+            _caption(draw, (x, max(0, y - font.size - 2 * line)), text, colour, font)
         return self._save(source, picture)
 
     def _save(self, source: Path, picture: Image.Image) -> Path:

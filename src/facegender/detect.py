@@ -8,24 +8,33 @@ smaller faces further away. Their boxes are merged by weighted non-maximum suppr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from facegender.errors import FaceGenderError
 from facegender.images import FACE_FRAMING_SIDE, frame_face, prepare
 from facegender.system import usable_cpus
 
 DETECTOR_DIR = Path(__file__).parent / "models" / "detector"
-MIN_SCORE = 0.5  # MediaPipe's default confidence for a face
+# The confidence needed to report a face, chosen by benchmarks/face_or_not.py (see models/detector/README.md): with
+# MediaPipe's 0.5, 8 of 28 photos without a face that ship in scikit-image, scikit-learn and matplotlib (a cat, a cup
+# of coffee, a flower, ...) got a face, and 13 % of generated ones. A second look, tried only on a photo in which
+# nothing was found, is a second chance at a false positive: it needs SECOND_LOOK_MARGIN more.
+MIN_SCORE = 0.7
+SECOND_LOOK_MARGIN = 0.05
 NMS_IOU = 0.3  # MediaPipe's suppression threshold
 NESTED_SHARE = 0.7  # a box whose overlap covers this share of the smaller one is the same face
 # Photos whose shorter side is at least TILE_FROM pixels are also searched in overlapping square tiles of half
 # that side by the full-range network: on the whole photo, letterboxed to 192 px, it misses faces narrower than
 # about 6 % of the photo (measured on a portrait pasted into 1500x1000 and 3000x2000 canvases).
 TILE_FROM = 400
+# Tight face crops (the face filling the photo, as in CelebA and UTKFace) score low with the short-range network,
+# which rarely saw faces that large: it also looks at the photo shrunk to 1 / zoom of its input, centred on black.
+ZOOM_OUTS = (2.0, 3.0)
 MIN_FACE_PIXELS = 20  # boxes narrower than this are too small to classify (and tiny boxes are mostly false)
 DETECT_MODES = ("auto", "on", "off")
 # A photo is already a face crop when a face sits in its centre at the training photos' scale: the photo's shorter
@@ -34,15 +43,20 @@ DETECT_MODES = ("auto", "on", "off")
 CROP_SIDE_RANGE = (1.5, 3.5)
 
 
+# BlazeFace's six keypoints, in the order the networks emit them after the box (MediaPipe's face_detection)
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face, in pixels of the upright image: `box` (x, y, width, height) is the part inside the
     image, `extent` the whole face as detected, which may reach past the image's edges (it is what framing
-    and size checks use); and the detector's score."""
+    and size checks use); the detector's score; and the six KEYPOINTS (x, y), which may lie outside the image."""
 
     box: tuple[int, int, int, int]
     score: float
     extent: tuple[int, int, int, int]
+    keypoints: tuple[tuple[float, float], ...] = ()
 
     @property
     def inside(self) -> bool:
@@ -108,9 +122,11 @@ def _inside_share(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe's weighted NMS: each kept box is the score-weighted mean of the boxes it suppresses.
 
+    Rows are (x0, y0, x1, y1) followed by any further coordinates (the keypoints), which are averaged alike.
     A box mostly inside a better one, or holding a better one (a face cut by a tile's edge, the same face
     seen at two scales), is suppressed too, without weighing in.
     """
+    columns = boxes.shape[1]
     order = np.argsort(-scores)
     boxes, scores = boxes[order], scores[order]
     kept_boxes, kept_scores = [], []
@@ -123,19 +139,27 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) ->
         kept_scores.append(scores[0])
         drop = similar | nested
         boxes, scores = boxes[~drop], scores[~drop]
-    return np.array(kept_boxes, dtype=np.float32).reshape(-1, 4), np.array(kept_scores, dtype=np.float32)
+    return np.array(kept_boxes, dtype=np.float32).reshape(-1, columns), np.array(kept_scores, dtype=np.float32)
 
 
 class FaceDetector:
     """`detect(image)` lists the faces in an RGB uint8 image (H, W, 3), best score first."""
 
-    def __init__(self, min_score: float = MIN_SCORE, threads: int | None = None):
+    def __init__(
+        self,
+        min_score: float = MIN_SCORE,
+        threads: int | None = None,
+        zoom_outs: tuple[float, ...] = ZOOM_OUTS,
+        check_keypoints: bool = True,
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or usable_cpus()
         options.log_severity_level = 3
         self.min_score = min_score
+        self.zoom_outs = zoom_outs
+        self.check_keypoints = check_keypoints
         self._networks = []
         for network in (SHORT_RANGE, FULL_RANGE):
             path = DETECTOR_DIR / network.file
@@ -154,19 +178,27 @@ class FaceDetector:
 
         With crop_first, a photo in which the short-range network alone already finds a face crop's face
         (central_face) returns just that face, without running the full-range network (about two thirds of the
-        detection time). A photo in which nothing is found gets a second look with its contrast stretched
-        (fog and haze hide faces from the detector; the boxes are the same pixels).
+        detection time). A photo in which nothing is found gets second looks (SECOND_LOOKS: its contrast stretched,
+        as fog and haze hide faces; blurred, as noise and rain do; the boxes are the same pixels), whose faces need
+        SECOND_LOOK_MARGIN more score. Only faces whose keypoints are plausible (plausible_face) are reported.
         """
         picture = Image.fromarray(image)
         faces = self._search(picture, crop_first)
-        if not faces:  # the second look needs no more pixels than the networks see, and no tiles
-            small = picture.copy()
-            small.thumbnail((2 * FULL_RANGE.size, 2 * FULL_RANGE.size), Image.Resampling.BILINEAR)
-            for enhance in (_stretch_contrast, _equalize):
-                faces = self._search(enhance(small), crop_first, picture.size)
-                if faces:
-                    break
+        for enhance in SECOND_LOOKS if not faces else ():
+            needed = self.min_score + SECOND_LOOK_MARGIN
+            faces = [face for face in self._second_look(picture, crop_first, enhance) if face.score >= needed]
+            if faces:
+                break
         return faces
+
+    def _second_look(
+        self, picture: Image.Image, crop_first: bool, enhance: Callable[[Image.Image], Image.Image]
+    ) -> list[Face]:
+        """Faces in the picture after `enhance` (one of SECOND_LOOKS), on a reduced copy: the second look needs no
+        more pixels than the networks see, and no tiles."""
+        small = picture.copy()
+        small.thumbnail((2 * FULL_RANGE.size, 2 * FULL_RANGE.size), Image.Resampling.BILINEAR)
+        return self._search(enhance(small), crop_first, picture.size)
 
     def _search(self, picture: Image.Image, crop_first: bool, size: tuple[int, int] | None = None) -> list[Face]:
         """Faces in the picture; with `size`, the picture is a reduced copy of a photo of that size, searched
@@ -175,11 +207,13 @@ class FaceDetector:
         factor = width / picture.size[0]
         (short, short_session, short_anchors), (full, full_session, full_anchors) = self._networks
 
-        def run(network: _Network, session: object, anchors: np.ndarray, region: tuple[int, int, int] | None = None):
-            boxes, scores = self._run(network, session, anchors, picture, region)
+        def run(network: _Network, session: object, anchors: np.ndarray, region: tuple[int, int, int] | None = None,
+                zoom: float = 1.0):  # fmt: skip
+            boxes, scores = self._run(network, session, anchors, picture, region, zoom)
             return boxes * factor, scores
 
         found = [run(short, short_session, short_anchors)]
+        found.extend(run(short, short_session, short_anchors, zoom=zoom) for zoom in self.zoom_outs)
         if crop_first:
             central = central_face(self._faces(found, width, height), width, height)
             if central is not None:
@@ -190,19 +224,23 @@ class FaceDetector:
         return self._faces(found, width, height)
 
     def _faces(self, found: list[tuple[np.ndarray, np.ndarray]], width: int, height: int) -> list[Face]:
-        """Boxes and scores from the networks merged by weighted NMS into faces inside the image."""
+        """Boxes and scores from the networks merged by weighted NMS into faces inside the image (with plausible
+        keypoints unless check_keypoints is off)."""
         boxes = np.concatenate([b for b, _ in found])
         scores = np.concatenate([s for _, s in found])
         boxes, scores = weighted_nms(boxes, scores)
         faces = []
         for corners, score in zip(boxes, scores, strict=True):
-            x0, y0, x1, y1 = (round(float(v)) for v in corners)
+            x0, y0, x1, y1 = (round(float(v)) for v in corners[:4])
             if x1 - x0 < MIN_FACE_PIXELS or y1 - y0 < MIN_FACE_PIXELS:
                 continue
             cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
             if cx1 - cx0 < 1 or cy1 - cy0 < 1:
                 continue  # entirely outside the image
-            faces.append(Face((cx0, cy0, cx1 - cx0, cy1 - cy0), round(float(score), 4), (x0, y0, x1 - x0, y1 - y0)))
+            keypoints = tuple((round(float(kx), 1), round(float(ky), 1)) for kx, ky in corners[4:].reshape(-1, 2))
+            face = Face((cx0, cy0, cx1 - cx0, cy1 - cy0), round(float(score), 4), (x0, y0, x1 - x0, y1 - y0), keypoints)
+            if plausible_face(face) or not self.check_keypoints:
+                faces.append(face)
         return faces
 
     def _run(
@@ -212,21 +250,26 @@ class FaceDetector:
         anchors: np.ndarray,
         picture: Image.Image,
         region: tuple[int, int, int] | None = None,
+        zoom: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (x0, y0, x1, y1) in the picture's pixels and scores above min_score from one network, looking
-        at the whole picture or at a square region (x, y, side) of it."""
+        """Boxes (x0, y0, x1, y1, then the six keypoints' x, y) in the picture's pixels and scores above min_score
+        from one network, looking at the whole picture or at a square region (x, y, side) of it, shrunk to 1 / zoom
+        of the network's input."""
         x, y = (0, 0) if region is None else region[:2]
         box = (0, 0, *picture.size) if region is None else (x, y, x + region[2], y + region[2])
-        tensor, scale, pad_x, pad_y = _letterbox(picture, network.size, box)
+        tensor, scale, pad_x, pad_y = _letterbox(picture, network.size, box, zoom)
         regressors, logits = session.run(None, {session.get_inputs()[0].name: tensor})  # type: ignore[attr-defined]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -80, 80)))
         keep = scores > self.min_score
-        raw = regressors.reshape(-1, 16)[keep, :4] / network.size
-        centre = raw[:, :2] + anchors[keep]
+        raw = regressors.reshape(-1, 16)[keep] / network.size
+        anchor = anchors[keep]
+        centre = raw[:, :2] + anchor
         half = raw[:, 2:4] / 2
-        corners = np.concatenate([centre - half, centre + half], axis=1) * network.size
-        corners -= (pad_x, pad_y, pad_x, pad_y)
-        return corners / scale + (x, y, x, y), scores[keep]
+        keypoints = raw[:, 4:] + np.tile(anchor, len(KEYPOINTS))  # offsets from the anchor, as the box centre
+        points = np.concatenate([centre - half, centre + half, keypoints], axis=1) * network.size
+        pairs = 2 + len(KEYPOINTS)  # (x, y) pairs per row: two corners, then the keypoints
+        points = (points - np.tile((pad_x, pad_y), pairs)) / scale + np.tile((x, y), pairs)
+        return points, scores[keep]
 
 
 def _tiles(width: int, height: int) -> list[tuple[int, int, int]]:
@@ -252,19 +295,52 @@ def _equalize(picture: Image.Image) -> Image.Image:
     return ImageOps.equalize(picture)
 
 
+def _smooth(picture: Image.Image) -> Image.Image:
+    """Gaussian blur of radius 1/60 of the longer side (Pillow): noise and rain streaks washed out."""
+    return picture.filter(ImageFilter.GaussianBlur(max(picture.size) / 60))
+
+
+SECOND_LOOKS = (_stretch_contrast, _equalize, _smooth)  # tried in turn on a photo in which nothing was found
+
+
 def _letterbox(
-    picture: Image.Image, size: int, box: tuple[int, int, int, int]
+    picture: Image.Image, size: int, box: tuple[int, int, int, int], zoom: float = 1.0
 ) -> tuple[np.ndarray, float, float, float]:
-    """The box (x0, y0, x1, y1) of the picture scaled to fit size x size, centred on black, in [-1, 1]; with the
-    scale and the padding. Pillow resizes the region directly (no copy of a large photo's tile)."""
+    """The box (x0, y0, x1, y1) of the picture scaled to fit size / zoom, centred on a size x size black square, in
+    [-1, 1]; with the scale and the padding. Pillow resizes the region directly (no copy of a large photo's tile)."""
     width, height = box[2] - box[0], box[3] - box[1]
-    scale = size / max(height, width)
+    scale = size / (max(height, width) * zoom)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = np.asarray(picture.resize((new_w, new_h), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))
     canvas = np.zeros((size, size, 3), dtype=np.float32)
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
     return (canvas / 127.5 - 1.0)[None], scale, float(pad_x), float(pad_y)
+
+
+def plausible_face(face: Face) -> bool:
+    """Whether the face's keypoints form a face, at any roll: eyes, nose tip and mouth inside the box, the eyes
+    0.15-0.6 box widths apart, the mouth on the chin's side of the eye line, about an eye distance (0.5-2) from it,
+    and the nose tip between the eye line and the mouth.
+
+    The bounds hold for 99.9 % of the faces found in the shared val photos, clean and degraded.
+    """
+    if len(face.keypoints) < 4:
+        return True  # nothing to check
+    x, y, w, h = face.extent
+    eyes_nose_mouth = np.array(face.keypoints[:4])
+    if not ((eyes_nose_mouth >= (x, y)) & (eyes_nose_mouth <= (x + w, y + h))).all():
+        return False
+    right_eye, left_eye, nose, mouth = eyes_nose_mouth
+    across = left_eye - right_eye  # the subject's right eye is on the photo's left: this points right
+    eye_distance = float(np.hypot(*across))
+    down = mouth - (right_eye + left_eye) / 2
+    mouth_distance = float(np.hypot(*down))
+    if not 0.15 * w <= eye_distance <= 0.6 * w or not 0.5 <= mouth_distance / max(eye_distance, 1e-6) <= 2.0:
+        return False
+    turn = (across[0] * down[1] - across[1] * down[0]) / max(eye_distance * mouth_distance, 1e-6)  # sin of the angle
+    along = float(np.dot(nose - (right_eye + left_eye) / 2, down)) / max(mouth_distance**2, 1e-6)
+    return turn > 0.5 and 0.0 < along < 1.0
 
 
 def central_face(faces: list[Face], width: int, height: int) -> Face | None:
@@ -285,10 +361,12 @@ def central_face(faces: list[Face], width: int, height: int) -> Face | None:
 
 @dataclass(frozen=True)
 class FaceInput:
-    """One face of a photo: its box (x, y, width, height) in the upright photo and the classifier's input."""
+    """One face of a photo: its box (x, y, width, height) in the upright photo, the classifier's input, and the
+    detector's score (None where no detector looked: the whole photo taken as one face)."""
 
     box: tuple[int, int, int, int]
     image: np.ndarray
+    score: float | None = None
 
 
 def face_inputs(
@@ -319,10 +397,11 @@ def face_inputs(
         central = central_face(faces, width, height)
         if central is not None:
             framed = frame_face(image, central.extent, 4 * size, face_scale) if face_crops else image
-            return [FaceInput(central.box, prepare(framed, size, crop))]
+            return [FaceInput(central.box, prepare(framed, size, crop), central.score)]
     if not faces and whole_if_none:
         return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
     # a square over 4x the input side is scaled down first: bounded memory, the same result after prepare
     return [
-        FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size, face_scale), size, crop)) for face in faces
+        FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size, face_scale), size, crop), face.score)
+        for face in faces
     ]

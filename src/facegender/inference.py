@@ -301,12 +301,13 @@ class Classifier:
         detect: str = "auto",
         min_face_score: float | None = None,
         whole_if_none: bool = False,
-    ) -> Iterator[tuple[int, list[tuple[tuple[int, int, int, int], float]] | ImageError]]:
-        """Yield (index, [(box, p_male) per face] or ImageError) for each file, in order.
+    ) -> Iterator[tuple[int, list[tuple[tuple[int, int, int, int], float, float | None]] | ImageError]]:
+        """Yield (index, [(box, p_male, face_score) per face] or ImageError) for each file, in order.
 
         `detect` is a detect.face_inputs mode; a photo without a face gives an empty list (unless
-        whole_if_none). Files are decoded (and faces found) in threads, the next chunk while the model runs on
-        this one, so memory holds at most two chunks whatever the number of files.
+        whole_if_none). face_score is the detector's confidence, None for a whole photo taken as one face. Files
+        are decoded (and faces found) in threads, the next chunk while the model runs on this one, so memory holds
+        at most two chunks whatever the number of files.
         """
         workers = workers or min(8, usable_cpus() * 2)
         size, crop, face_crops = self.info.image_size, self.info.crop, self.info.face_crops
@@ -338,6 +339,6 @@ class Classifier:
                     if isinstance(result, ImageError):
                         yield start + i, result
                     else:
-                        yield start + i, [(face.box, next(scores)) for face in result]
+                        yield start + i, [(face.box, next(scores), face.score) for face in result]
                 if progress is not None:
                     progress(len(results))

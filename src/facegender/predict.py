@@ -21,7 +21,7 @@ from facegender.images import load_image
 from facegender.inference import Classifier
 from facegender.progress import bar
 
-FIELDS = ("file", "face_index", "box", "label", "p_male", "threshold", "error")
+FIELDS = ("file", "face_index", "box", "face_score", "label", "p_male", "threshold", "error")
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
@@ -52,14 +52,14 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
 
 def error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
     """An input that could not be read, as `predict --format json` and the web service report it."""
-    return {"file": display_name(file), "face_index": None, "box": None, "label": "error", "p_male": None,
-            "threshold": threshold, "error": message}  # fmt: skip
+    return {"file": display_name(file), "face_index": None, "box": None, "face_score": None, "label": "error",
+            "p_male": None, "threshold": threshold, "error": message}  # fmt: skip
 
 
 def no_face_row(file: str, threshold: float | None = None) -> dict[str, Any]:
     """A photo in which face detection found no face."""
-    return {"file": display_name(file), "face_index": None, "box": None, "label": "no_face", "p_male": None,
-            "threshold": threshold, "error": None}  # fmt: skip
+    return {"file": display_name(file), "face_index": None, "box": None, "face_score": None, "label": "no_face",
+            "p_male": None, "threshold": threshold, "error": None}  # fmt: skip
 
 
 def parse_band(text: str | None) -> tuple[float, float] | None:
@@ -82,30 +82,33 @@ def result_row(
     abstain: tuple[float, float] | None = None,
     box: tuple[int, int, int, int] | None = None,
     face_index: int = 0,
+    face_score: float | None = None,
 ) -> dict[str, Any]:
     """One face's prediction as `predict --format json` and the web service report it.
 
-    box is [x, y, width, height] in the upright photo. With an abstain band (low, high), a p(male) inside it
-    gives the label 'uncertain' (p_male is kept).
+    box is [x, y, width, height] in the upright photo, face_score the detector's confidence in it (None without
+    detection). With an abstain band (low, high), a p(male) inside it gives the label 'uncertain' (p_male is kept).
     """
     label = CLASS_NAMES[int(p_male >= threshold)]
     if abstain is not None and abstain[0] < p_male < abstain[1]:
         label = "uncertain"
     return {"file": display_name(file), "face_index": face_index, "box": None if box is None else list(box),
-            "label": label, "p_male": round(float(p_male), 6), "threshold": threshold, "error": None}  # fmt: skip
+            "face_score": None if face_score is None else round(float(face_score), 4), "label": label,
+            "p_male": round(float(p_male), 6), "threshold": threshold, "error": None}  # fmt: skip
 
 
 def face_rows(
     file: str,
-    faces: list[tuple[tuple[int, int, int, int], float]],
+    faces: list[tuple[tuple[int, int, int, int], float, float | None]],
     threshold: float,
     abstain: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows of one photo: one per face, left to right, or one 'no_face' row."""
+    """The rows of one photo from its (box, p_male, face_score) faces: one per face, left to right, or one
+    'no_face' row."""
     if not faces:
         return [no_face_row(file, threshold)]
     ordered = sorted(faces, key=lambda face: (face[0][0], face[0][1]))
-    return [result_row(file, p, threshold, abstain, box, i) for i, (box, p) in enumerate(ordered)]
+    return [result_row(file, p, threshold, abstain, box, i, score) for i, (box, p, score) in enumerate(ordered)]
 
 
 def predict(
@@ -181,12 +184,16 @@ def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
         return buffer.getvalue().rstrip("\n")
     lines = []
     width = max([len(str(r["file"])) for r in rows] + [4])
-    lines.append(f"{'file':<{width}}  {'face':>4}  {'label':<9}  {'p_male':<6}  box (x y width height)")
+    # the free-width box last: face_score (after box in JSON and CSV) stands before it here to keep columns aligned
+    lines.append(f"{'file':<{width}}  {'face':>4}  {'label':<9}  {'p_male':<6}  {'face_score':<10}  "
+                 "box (x y width height)")  # fmt: skip
     for r in rows:
         p = "" if r["p_male"] is None else f"{r['p_male']:.4f}"
         face = "" if r.get("face_index") is None else str(r["face_index"])
+        score = "" if r.get("face_score") is None else f"{r['face_score']:.4f}"
         tail = f"  ({r['error']})" if r.get("error") else ""
-        lines.append(f"{r['file']!s:<{width}}  {face:>4}  {r['label']:<9}  {p:<6}  {_box_text(r.get('box'))}{tail}")
+        lines.append(f"{r['file']!s:<{width}}  {face:>4}  {r['label']:<9}  {p:<6}  {score:<10}  "
+                     f"{_box_text(r.get('box'))}{tail}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -130,7 +130,8 @@ def create_app(
         rows = []
         for name, found in decoded:
             if isinstance(found, list):
-                rows.extend(face_rows(name, [(f.box, float(next(probs))) for f in found], info.threshold, abstain))
+                faces_found = [(f.box, float(next(probs)), f.score) for f in found]
+                rows.extend(face_rows(name, faces_found, info.threshold, abstain))
             else:
                 rows.append(error_row(name, found, info.threshold))
         return rows
@@ -277,8 +278,10 @@ async function send(file) {
       if (i === 0) b.id = 'label';
       b.className = 'label'; b.textContent = r.label;
       const sure = r.label === 'male' ? r.p_male : 1 - r.p_male;
+      const seen = r.face_score === null ? '' : `; face score ${r.face_score.toFixed(2)}`;
       line.append(rows.length > 1 ? `face ${i + 1}: ` : '', b,
-        ` (p(male) = ${r.p_male.toFixed(3)}` + (r.label === 'uncertain' ? ')' : `, ${(100 * sure).toFixed(1)}% sure)`));
+        ` (p(male) = ${r.p_male.toFixed(3)}` + (r.label === 'uncertain' ? '' : `, ${(100 * sure).toFixed(1)}% sure`)
+        + seen + ')');
       result.append(line);
       const [x, y, w, h] = r.box.map(v => v * scale);
       const colour = {male: '#1e6ee6', female: '#e12882'}[r.label] || '#888';
