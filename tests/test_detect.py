@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LFW, no_face_photo, portrait, requires_shared
+from conftest import LFW, cli, grey_photo, no_face_photo, portrait, requires_shared
 from PIL import Image
 
 from facegender.data import load_images
@@ -383,3 +383,26 @@ def test_small_faces_in_a_large_photo_are_found_in_tiles(detector):
     for found, (x, y) in zip(faces, ((300, 200), (1500, 900)), strict=True):
         cx, cy = centre(found.box)
         assert x < cx < x + 128 and y < cy < y + 150 and 35 <= found.box[2] <= 70
+
+
+def test_evaluate_counts_the_photos_without_a_face_and_scores_them_whole(tmp_path, brightness_model):
+    """The shared framing's one fallback: a labelled photo with no face found is scored on the whole photo, and
+    evaluate says how many and which (predict answers no_face for them)."""
+    import json
+
+    data = tmp_path / "data"
+    for label in ("female", "male"):
+        (data / label).mkdir(parents=True)
+    Image.open(portrait()).save(data / "female" / "hopper.jpg")
+    grey_photo(data / "male" / "grey.png", 192, (200, 160))  # nothing like a face: p(male) = 192 / 256 whole
+    model = brightness_model(face_crops=True, face_scale=1.5)
+    out = tmp_path / "ev"
+    result = cli("evaluate", "--data", str(data), "--model", str(model), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "no face found in 1 photo(s)" in result.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["no_face"]["count"] == 1 and m["no_face"]["files"] == ["male/grey.png"]
+    assert m["per_class"]["male"]["recall"] == 1.0  # scored whole: 0.75 >= 0.5
+    plain = cli("evaluate", "--data", str(data), "--model", str(brightness_model()), "--out", str(tmp_path / "e2"))
+    assert plain.returncode == 0, plain.stderr
+    assert "no_face" not in json.loads((tmp_path / "e2" / "metrics.json").read_text())  # no detector, no count

@@ -304,6 +304,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if result.get("worst_slice"):
         w = result["worst_slice"]
         print(f"worst slice: {w['column']}={w['value']} accuracy {w['accuracy']:.4f} (n {w['n']})")
+    if result.get("no_face", {}).get("count"):
+        print(f"no face found in {result['no_face']['count']} photo(s): scored on the whole photo (see metrics.json)")
     if result.get("robustness"):
         from facegender.corrupt import robustness_table
 

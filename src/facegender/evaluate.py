@@ -135,8 +135,9 @@ def evaluate(
     threshold = classifier.info.threshold if threshold is None else threshold
     p_male = np.full(len(dataset), np.nan)
     skipped: list[ImageError] = []
+    no_face: list[int] = []
     with bar(len(dataset), "evaluate") as progress:
-        for index, result in classifier.predict_files(dataset.files, batch_size, progress.update):
+        for index, result in classifier.predict_files(dataset.files, batch_size, progress.update, no_face=no_face):
             if isinstance(result, ImageError):
                 skipped.append(result)
             else:
@@ -146,6 +147,12 @@ def evaluate(
         raise FaceGenderError(f"none of the {len(dataset)} images in {data} could be read")
     extra: dict[str, Any] = {"model": display_name(classifier.path), "backend": classifier.backend,
                              "data": display_name(data)}  # fmt: skip
+    if classifier.info.face_crops:  # the one fallback of the shared framing: no face found, the whole photo
+        extra["no_face"] = {
+            "count": len(no_face),
+            "scored_as": "the whole photo (predict and serve answer no_face for these)",
+            "files": [dataset.relative(i) for i in no_face],
+        }
     if corrupt:
         from facegender.corrupt import robustness_suite
 

@@ -282,15 +282,22 @@ class Classifier:
         batch_size: int = 32,
         progress: Callable[[int], None] | None = None,
         workers: int | None = None,
+        no_face: list[int] | None = None,
     ) -> Iterator[tuple[int, float | ImageError]]:
         """Yield (index, p_male or ImageError) for each file, read as the model's training photos were.
 
         Each file is one face photo: the whole photo, or for a model trained with face_crops its face framed
-        as in training (the whole photo where none is found).
+        as in training (the whole photo where none is found; those files' indices are appended to `no_face`).
         """
         detect = "auto" if self.info.face_crops else "off"
         for index, result in self.predict_faces(files, batch_size, progress, workers, detect, whole_if_none=True):
-            yield index, result if isinstance(result, ImageError) else result[0][1]
+            if isinstance(result, ImageError):
+                yield index, result
+                continue
+            _, p_male, face_score = result[0]
+            if detect != "off" and face_score is None and no_face is not None:
+                no_face.append(index)
+            yield index, p_male
 
     def predict_faces(
         self,
