@@ -208,7 +208,12 @@ def tables(sets: dict[str, dict[str, dict[str, Any]]]) -> str:
     ]
     for name, systems in sets.items():
         for row in systems.values():
-            no_face = "—" if row["no_face"] is None else f"{row['no_face']} ({row['accuracy_no_face_wrong']:.4f})"
+            if row["no_face"] is None:
+                no_face = "—"
+            elif "accuracy_no_face_wrong" in row:  # the peer: scored by a fallback box, accuracy if counted wrong
+                no_face = f"{row['no_face']} ({row['accuracy_no_face_wrong']:.4f})"
+            else:  # facegender evaluate: scored on the whole photo
+                no_face = f"{row['no_face']} (scored whole)"
             gap = f"{row['race_gap']:.3f}" if "race_gap" in row else "—"
             lines.append(
                 f"| {name} | {row['system']} | {row['n']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | "

