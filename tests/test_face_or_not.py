@@ -144,3 +144,17 @@ def test_a_tight_face_crop_is_found_with_confidence_by_zooming_out(detector):
 def test_the_help_states_the_default_face_score():
     result = cli("predict", "--help")
     assert f"default {MIN_SCORE}" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("label", "p_male", "score", "expected"),
+    [
+        ("female", 0.02, 0.95, "female 98%  face 0.95"),  # the confidence in the label drawn, not p(male)
+        ("male", 0.81, None, "male 81%"),
+        ("uncertain", 0.48, 0.9, "uncertain p(male) 0.48  face 0.90"),
+    ],
+)
+def test_annotation_caption_states_the_confidence_in_its_label(label, p_male, score, expected):
+    from facegender.annotate import caption
+
+    assert caption({"label": label, "p_male": p_male, "face_score": score}) == expected

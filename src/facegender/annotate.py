@@ -14,6 +14,19 @@ from facegender.files import atomic_write_bytes
 COLOURS = {"male": (30, 110, 230), "female": (225, 40, 130), "uncertain": (140, 140, 140), "no_face": (230, 60, 30)}
 
 
+def caption(row: dict[str, Any]) -> str:
+    """What is drawn above a face: its label with the confidence in that label, as the web page says it ('female
+    98%', not p(male) beside 'female'), and the detector's face score."""
+    label, p_male = row["label"], row["p_male"]
+    if label in ("male", "female"):
+        text = f"{label} {(p_male if label == 'male' else 1 - p_male):.0%}"
+    else:  # uncertain: no label to be sure of
+        text = f"{label} p(male) {p_male:.2f}"
+    if row.get("face_score") is not None:  # the detector's confidence that this is a face
+        text += f"  face {row['face_score']:.2f}"
+    return text
+
+
 class Annotator:
     """Writes annotated copies into one folder. A name already taken (by another input or a file already in the
     folder) gets `name-2.jpg`, `name-3.jpg`, ...: nothing there is ever replaced."""
@@ -37,10 +50,7 @@ class Annotator:
                 continue
             x, y, w, h = row["box"]
             draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=line)
-            text = f"{label} {row['p_male']:.2f}"
-            if row.get("face_score") is not None:  # the detector's confidence that this is a face
-                text += f"  face {row['face_score']:.2f}"
-            _caption(draw, (x, max(0, y - font.size - 2 * line)), text, colour, font)
+            _caption(draw, (x, max(0, y - font.size - 2 * line)), caption(row), colour, font)
         return self._save(source, picture)
 
     def _save(self, source: Path, picture: Image.Image) -> Path:
