@@ -32,3 +32,16 @@ def test_tensorflow_imports_without_its_start_up_lines():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "trained", result.stderr
     assert result.stderr == ""
+
+
+def test_verbose_shows_what_is_hidden_by_default(tmp_path):
+    """`facegender --verbose` brings TensorFlow's own lines back, for debugging an install."""
+    code = (
+        "import os; os.environ['FACEGENDER_VERBOSE'] = '1'; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0'; "
+        "from facegender.system import import_tensorflow; import_tensorflow(); import keras; keras.ops.add(1.0, 1.0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and ("oneDNN" in result.stderr or "absl" in result.stderr), result.stderr
+    from facegender.cli import build_parser
+
+    assert build_parser().parse_args(["--verbose", "predict", "x.jpg"]).verbose is True

@@ -14,6 +14,7 @@ from typing import Any
 
 from facegender import __version__
 from facegender.errors import FaceGenderError
+from facegender.system import VERBOSE_VARIABLE
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -50,6 +51,9 @@ def _seed(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facegender", description="Face gender classification that holds up in bad conditions.")
     parser.add_argument("--version", action="version", version=f"facegender {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's own start-up lines and warnings (hidden by default)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
@@ -395,8 +399,12 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of the output
     args = build_parser().parse_args(argv)
+    if args.verbose:  # TensorFlow's own log lines and warnings, for debugging an install
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        os.environ[VERBOSE_VARIABLE] = "1"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of the output
     if args.command in ("predict", "evaluate", "export"):  # train has its own handler, serve uvicorn's
         _sigterm_as_interrupt()
     try:

@@ -14,6 +14,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+VERBOSE_VARIABLE = "FACEGENDER_VERBOSE"  # set by `facegender --verbose`: TensorFlow imported as it is, chatter and all
+
+
 def import_tensorflow() -> None:
     """Import TensorFlow and Keras with TensorFlow's C++ start-up lines hidden.
 
@@ -24,6 +27,11 @@ def import_tensorflow() -> None:
     import sys
 
     if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return
+    if os.environ.get(VERBOSE_VARIABLE):
+        import keras
+        import tensorflow  # noqa: F401
+
         return
     import tempfile
 
