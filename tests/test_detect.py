@@ -198,15 +198,18 @@ def test_annotate_draws_boxes_and_never_overwrites_inputs(tmp_path):
     assert (photos / "portrait.png").read_bytes() == before
 
 
-def test_auto_classifies_a_face_crop_on_the_whole_photo_as_trained(tmp_path, detector):
+def test_auto_classifies_a_face_crop_on_the_whole_photo_as_trained(tmp_path, detector, brightness_model):
+    """For a model trained on whole photos (no face_crops), a photo that is already a face crop is read whole."""
     image = load_image(portrait())
     (face,) = detector.detect(image)
     crop = tmp_path / "crop.png"
-    Image.fromarray(frame_face(image, face.box)).save(crop)  # framed like the training photos
-    _, auto, _ = run_predict(str(crop))
-    _, off, _ = run_predict(str(crop), "--no-detect")
-    (a,), (o,) = auto, off
-    assert a["p_male"] == o["p_male"] and a["box"] != o["box"]  # same input; the box says where the face is
+    Image.fromarray(frame_face(image, face.box)).save(crop)  # framed like LFW's training photos
+    model = str(brightness_model())  # p(male) = the input's mean brightness: whole photo and face differ
+    _, auto, _ = run_predict(str(crop), "--model", model)
+    _, off, _ = run_predict(str(crop), "--no-detect", "--model", model)
+    _, framed, _ = run_predict(str(crop), "--detect", "on", "--model", model)
+    (a,), (o,), (f,) = auto, off, framed
+    assert a["p_male"] == o["p_male"] != f["p_male"] and a["box"] != o["box"]  # the whole photo; the box: the face
     _, on, _ = run_predict(str(crop), "--detect", "on")
     assert len(on) == 1 and np.abs(np.subtract(on[0]["box"], a["box"])).max() <= 0.1 * a["box"][2]
 
@@ -258,11 +261,12 @@ def test_a_face_crops_model_reads_labelled_photos_as_it_was_trained(tmp_path, de
     scene = tmp_path / "scene.png"
     paste_two(face, Image.new("RGB", (10, 10)), (900, 500), [(560, 150), (0, 0)]).save(scene)
     plain = Classifier.load()
-    framed = Classifier.load()
-    framed.info = dataclasses.replace(framed.info, face_crops=True)
-    size, crop = plain.info.image_size, plain.info.crop
+    plain.info = dataclasses.replace(plain.info, face_crops=False)  # a model trained on whole photos
+    framed = Classifier.load()  # the bundled model frames faces
+    assert framed.info.face_crops is True
+    size, crop, scale = plain.info.image_size, plain.info.crop, framed.info.face_scale
     (_, p_plain), (_, p_framed) = [*plain.predict_files([scene]), *framed.predict_files([scene])]
-    (face_input,) = face_inputs(load_image(scene), size, crop, detector, "auto", face_crops=True)
+    (face_input,) = face_inputs(load_image(scene), size, crop, detector, "auto", True, face_scale=scale)
     assert p_framed == pytest.approx(float(framed.predict(face_input.image[None])[0]), abs=1e-6)
     assert p_plain == pytest.approx(float(plain.predict(prepare(load_image(scene), size, crop)[None])[0]), abs=1e-6)
     np.testing.assert_array_equal(framed.photo_input(load_image(scene)), face_input.image)  # robustness suite too
