@@ -3,7 +3,7 @@
 dlib's ResNet face-recognition network (128-number embeddings; its weights ship in the `face-recognition-models`
 wheel, so it runs offline) embeds every photo, and a logistic regression fitted on the training embeddings
 classifies the validation ones. It is not part of facegender (the shipped model is a MobileNetV2); it measures
-what a face-pretrained representation could add (README "Presets"). Needs, besides the eval extra:
+what a face-pretrained representation could add (benchmarks/README.md). Needs, besides the eval extra:
 
     pip install dlib-bin face-recognition-models
     python benchmarks/face_teacher_probe.py --train ../shared/data/lfw-adverse/train \\

@@ -146,11 +146,11 @@ class Config:
 # rotation/zoom/shear/brightness/flip augmentation, female oversampling with class weights.
 SEED = Config(preset="seed", calibrate=False)
 
-# The project's default, chosen on lfw-adverse val (see README "Presets" for the measurements): the
+# The project's default, chosen on lfw-adverse val (see benchmarks/README.md for the measurements): the
 # shoulders-up centre crop at 160 px (frozen-feature probes: crop 0.85 at 160 px 0.80 macro-F1, whole
 # image at 224 px 0.73, face-only crop 0.6 0.69-0.71), adverse-condition views cached below block 10
 # so only the top of the network trains (caching below block 13 instead: 0.853 macro-F1 over 3 seeds,
-# below block 10 more on README "Presets"), a head-only warm-up, then a low cosine-decayed rate.
+# below block 10 more in benchmarks/README.md), a head-only warm-up, then a low cosine-decayed rate.
 DEFAULT = dataclasses.replace(
     SEED,
     preset="default",
