@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,64 @@ def test_an_empty_output_name_is_refused(tmp_path, brightness_model):
     result = predict_cli(brightness_model(), str(photo), "--output", "")
     assert_clean_error(result, "--output is an empty name", "unset shell variable")
     assert result.stdout == ""
+
+
+@pytest.fixture
+def service(brightness_model):
+    """The web service on the brightness model, 50 kB uploads, 3 files a batch."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from facegender.serve import create_app
+
+    return TestClient(create_app(brightness_model(), max_upload_mb=0.05, max_batch_files=3))
+
+
+def asgi_post(app, path: str, chunks, headers: dict[str, str]) -> tuple[int, dict, int]:
+    """POST a body streamed from `chunks` straight to the ASGI app, as a server hands it over (the test client reads
+    a whole body first): (status, JSON answer, how many chunks the app pulled)."""
+    import anyio
+
+    pulled, status, answer = [0], [0], []
+    chunks = iter(chunks)
+
+    async def receive() -> dict:
+        chunk = next(chunks, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        pulled[0] += 1
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer.append(message.get("body", b""))
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"detect=off", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    anyio.run(app, scope, receive, send)
+    return status[0], json.loads(b"".join(answer)), pulled[0]
+
+
+@pytest.mark.parametrize("route", ["/predict", "/predict/batch"])
+def test_a_streamed_body_over_the_limit_is_refused_before_it_is_stored(service, route):
+    def body():  # chunked, without a Content-Length: 50 MB if all of it were read
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
+        for _ in range(800):
+            yield b"\0" * 65536
+
+    headers = {"Content-Type": "multipart/form-data; boundary=x", "Transfer-Encoding": "chunked"}
+    status, answer, pulled = asgi_post(service.app, route, body(), headers)
+    assert status == 413 and "larger than" in answer["error"]
+    assert pulled < 20  # stopped at the limit (0.4 MB for a batch of 3), not after 50 MB
+
+
+def test_a_declared_content_length_over_the_limit_is_refused_at_once(service):
+    headers = {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(3 * 1024**3)}
+    response = service.post("/predict", content=b"--x--\r\n", headers=headers)
+    assert response.status_code == 413 and "larger than" in response.json()["error"]
+    ok = service.post("/predict?detect=off", files={"file": ("a.png", grey_photo(io.BytesIO(), 128).getvalue())})
+    assert ok.status_code == 200 and ok.json()["results"][0]["p_male"] == 0.5

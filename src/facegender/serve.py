@@ -11,6 +11,7 @@ import errno
 import logging
 import socket
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -47,6 +48,45 @@ class ApiError(Exception):
         self.message = message
 
 
+MULTIPART_OVERHEAD = 64 * 1024  # a part's headers and boundaries, generously
+
+
+class BodyLimit:
+    """Refuse a request body over `limit(path)` bytes with 413 before it is stored: at once by its Content-Length,
+    and while it streams when it has none (chunked). The multipart parser spools uploads to disk, so without this
+    a client could fill the disk before the per-file size check ran. (Starlette's own RequestBodyLimitMiddleware
+    is newer than the FastAPI versions this supports.)"""
+
+    def __init__(self, app: Any, limit: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limit(scope.get("path", ""))
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length and (not length.isdigit() or int(length) > limit):
+            response = JSONResponse({"error": _too_large(limit)}, status_code=413, headers={"Connection": "close"})
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI passes an HTTPException from the body's parsing through as it is
+                    raise StarletteHTTPException(413, _too_large(limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"request body larger than {limit / 1024 / 1024:.3g} MB; send smaller or fewer files"
+
+
 def create_app(
     model: str | Path | None = None,
     max_upload_mb: float = 10.0,
@@ -67,6 +107,10 @@ def create_app(
 
     limiter = anyio.CapacityLimiter(max(1, workers))
     max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    def body_limit(path: str) -> int:
+        files = max_batch_files if path.rstrip("/").endswith("/batch") else 1
+        return files * (max_bytes + MULTIPART_OVERHEAD)
     info = classifier.info
     model_name = str(info.extra.get("name") or classifier.path.parent.name or classifier.path.stem)
 
@@ -77,6 +121,8 @@ def create_app(
         version=__version__,
         description="Face gender classification (female / male) that holds up in bad conditions.",
     )
+
+    app.add_middleware(BodyLimit, limit=body_limit)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
