@@ -127,3 +127,44 @@ def test_a_declared_content_length_over_the_limit_is_refused_at_once(service):
     assert response.status_code == 413 and "larger than" in response.json()["error"]
     ok = service.post("/predict?detect=off", files={"file": ("a.png", grey_photo(io.BytesIO(), 128).getvalue())})
     assert ok.status_code == 200 and ok.json()["results"][0]["p_male"] == 0.5
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_model_exported_for_a_fixed_batch_runs_any_number_of_photos(tmp_path, batch):
+    pytest.importorskip("onnx")
+    from conftest import brightness_onnx
+
+    meta = {"class_names": ["female", "male"], "image_size": 32}
+    model = brightness_onnx(tmp_path / "fixed.onnx", meta, batch=batch)
+    photos = [str(grey_photo(tmp_path / f"{level}.png", level)) for level in (64, 128, 192)]
+    result = predict_cli(model, *photos, "--batch-size", "32")
+    assert result.returncode == 0, result.stderr
+    assert [row["p_male"] for row in json.loads(result.stdout)] == [0.25, 0.5, 0.75]
+
+
+def test_a_face_detector_passed_as_the_model_is_refused_at_load(tmp_path):
+    from facegender.detect import DETECTOR_DIR
+
+    photo = grey_photo(tmp_path / "a.png", 128)
+    for detector in sorted(DETECTOR_DIR.glob("*.onnx")):
+        result = cli("predict", str(photo), "--model", str(detector), "--format", "json")
+        assert_clean_error(result, str(detector), "not a facegender classifier")
+        assert result.stdout == ""
+
+
+def test_a_model_whose_output_is_not_a_probability_never_reports_one(tmp_path):
+    pytest.importorskip("onnx")
+    from conftest import brightness_onnx
+
+    model = brightness_onnx(tmp_path / "logits.onnx", {"class_names": ["female", "male"], "image_size": 32}, scale=0.1)
+    result = predict_cli(model, str(grey_photo(tmp_path / "a.png", 128)))
+    assert_clean_error(result, str(model), "not a probability in [0, 1]")
+    assert result.stdout == ""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from facegender.serve import create_app
+
+    photo = grey_photo(io.BytesIO(), 128).getvalue()
+    answer = TestClient(create_app(model)).post("/predict?detect=off", files={"file": ("a.png", photo)})
+    assert answer.status_code == 500 and "not a probability in [0, 1]" in answer.json()["error"]

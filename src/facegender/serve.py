@@ -137,6 +137,11 @@ def create_app(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
+    @app.exception_handler(FaceGenderError)
+    async def model_error(_: Request, exc: FaceGenderError) -> JSONResponse:  # the model's fault, not the request's
+        log.error("%s", exc)
+        return JSONResponse({"error": str(exc)}, status_code=500)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")  # the trace goes to the server log, never to the client
