@@ -168,3 +168,53 @@ def test_a_model_whose_output_is_not_a_probability_never_reports_one(tmp_path):
     photo = grey_photo(io.BytesIO(), 128).getvalue()
     answer = TestClient(create_app(model)).post("/predict?detect=off", files={"file": ("a.png", photo)})
     assert answer.status_code == 500 and "not a probability in [0, 1]" in answer.json()["error"]
+
+
+def damaged_dds() -> bytes:
+    """A DDS header with pixel-format flags 0: Pillow raises NotImplementedError for it, not an OSError."""
+    import struct
+
+    header = struct.pack("<7I", 124, 0x1007, 4, 4, 16, 0, 0) + b"\0" * 44 + struct.pack("<8I", 32, *[0] * 7)
+    return b"DDS " + header + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + b"\0" * 64
+
+
+def test_a_photo_that_breaks_its_decoder_is_that_photos_error_never_the_requests(service, tmp_path, brightness_model):
+    one = service.post("/predict?detect=off", files={"file": ("bad.dds", damaged_dds())})
+    assert one.status_code == 415 and one.json()["error"].startswith("bad.dds: could not decode image")
+    good = grey_photo(io.BytesIO(), 128).getvalue()
+    files = [("files", ("a.png", good)), ("files", ("bad.dds", damaged_dds())), ("files", ("b.png", good))]
+    rows = service.post("/predict/batch?detect=off", files=files).json()["results"]
+    assert [(r["file"], r["label"]) for r in rows] == [("a.png", "male"), ("bad.dds", "error"), ("b.png", "male")]
+    assert "NotImplementedError" in rows[1]["error"]
+    (tmp_path / "bad.dds").write_bytes(damaged_dds())  # the CLI too: named, exit 1
+    result = predict_cli(brightness_model(), str(tmp_path / "bad.dds"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert json.loads(result.stdout)[0]["label"] == "error"
+
+
+def test_an_empty_file_in_a_batch_is_that_files_error_row(service):
+    good = grey_photo(io.BytesIO(), 128).getvalue()
+    files = [("files", ("a.png", good)), ("files", ("empty.png", b"")), ("files", ("junk.png", b"junk"))]
+    response = service.post("/predict/batch?detect=off", files=files)
+    assert response.status_code == 200
+    rows = response.json()["results"]
+    assert [(r["file"], r["label"]) for r in rows] == [("a.png", "male"), ("empty.png", "error"), ("junk.png", "error")]
+    assert "empty upload" in rows[1]["error"]
+    one = service.post("/predict?detect=off", files={"file": ("empty.png", b"")})
+    assert one.status_code == 415 and "empty upload" in one.json()["error"]
+
+
+def test_any_exception_on_one_upload_is_its_error_row(service, monkeypatch):
+    from facegender import serve
+
+    decode = serve.decode_image
+
+    def fragile(data: bytes, name: str):
+        if name == "boom.png":
+            raise MemoryError("out of memory")
+        return decode(data, name)
+
+    monkeypatch.setattr(serve, "decode_image", fragile)
+    good = grey_photo(io.BytesIO(), 128).getvalue()
+    rows = service.post("/predict/batch?detect=off", files=[("files", ("boom.png", good)), ("files", ("a.png", good))])
+    assert [(r["file"], r["label"]) for r in rows.json()["results"]] == [("boom.png", "error"), ("a.png", "male")]

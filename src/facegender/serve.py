@@ -152,9 +152,7 @@ def create_app(
         data = await upload.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise ApiError(413, f"{name}: upload larger than {max_upload_mb:g} MB")
-        if not data:
-            raise ApiError(415, f"{name}: empty upload; send a JPEG, PNG, BMP or WebP image")
-        return name, data
+        return name, data  # an empty one is that photo's error, as any other that does not decode
 
     def band(text: str | None) -> tuple[float, float] | None:
         try:
@@ -166,16 +164,22 @@ def create_app(
         items: list[tuple[str, bytes]], detect: str, abstain: tuple[float, float] | None = None
     ) -> list[dict[str, Any]]:
         decoded = []
+        finder = detector() if detect != "off" else None
         for name, data in items:
+            if not data:
+                decoded.append((name, "empty upload; send a JPEG, PNG, BMP or WebP image"))
+                continue
             try:
                 image = decode_image(data, name)
-                finder = detector() if detect != "off" else None
                 faces = face_inputs(
                     image, info.image_size, info.crop, finder, detect, info.face_crops, face_scale=info.face_scale
                 )
                 decoded.append((name, faces))
             except ImageError as exc:
                 decoded.append((name, exc.reason))
+            except Exception as exc:  # whatever breaks on one photo is that photo's error, never the request's
+                log.exception("could not process %s", name)
+                decoded.append((name, f"could not process the image ({type(exc).__name__}: {exc})"))
         faces = [face for _, found in decoded if isinstance(found, list) for face in found]
         probs = iter(classifier.predict(np.stack([f.image for f in faces])) if faces else [])
         rows = []
