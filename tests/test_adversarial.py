@@ -218,3 +218,21 @@ def test_any_exception_on_one_upload_is_its_error_row(service, monkeypatch):
     good = grey_photo(io.BytesIO(), 128).getvalue()
     rows = service.post("/predict/batch?detect=off", files=[("files", ("boom.png", good)), ("files", ("a.png", good))])
     assert [(r["file"], r["label"]) for r in rows.json()["results"]] == [("boom.png", "error"), ("a.png", "male")]
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve"])
+def test_a_keras_model_on_the_inference_install_names_the_train_extra(tmp_path, command):
+    from conftest import make_dataset
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"PK\x03\x04 a Keras zip")  # never opened: the check comes first
+    photo = grey_photo(tmp_path / "a.png", 128)
+    args = {"predict": ["predict", str(photo)],
+            "evaluate": ["evaluate", "--data", str(make_dataset(tmp_path / "d", 2, 2)), "--out", str(tmp_path / "e")],
+            "serve": ["serve", "--port", "0"]}[command]  # fmt: skip
+    # as without TensorFlow and Keras: importing them fails, find_spec says they are missing
+    blocked = "import sys; sys.modules.update(tensorflow=None, keras=None); from facegender.cli import main; "
+    result = subprocess.run([sys.executable, "-c", blocked + "sys.exit(main(sys.argv[1:]))", *args, "--model", str(model)],
+                            capture_output=True, text=True, env=CLI_ENV, timeout=120)  # fmt: skip
+    assert_clean_error(result, str(model), "pip install 'facegender[train]'")
+    assert len(result.stderr.strip().splitlines()) == 1

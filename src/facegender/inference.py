@@ -275,6 +275,14 @@ class Classifier:
 
     @classmethod
     def _load_keras(cls, path: Path) -> Classifier:
+        import importlib.util
+
+        missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
+        if missing:  # the inference install: a clear line, not an ImportError from deep inside
+            raise FaceGenderError(
+                f"running the Keras model {path} needs {', '.join(missing)}: install it with pip install "
+                f"'facegender[train]', or pass the model's ONNX export (facegender export --model {path})"
+            )
         from facegender.model import load_keras_model
 
         keras_model = load_keras_model(path)
