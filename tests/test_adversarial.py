@@ -236,3 +236,28 @@ def test_a_keras_model_on_the_inference_install_names_the_train_extra(tmp_path, 
                             capture_output=True, text=True, env=CLI_ENV, timeout=120)  # fmt: skip
     assert_clean_error(result, str(model), "pip install 'facegender[train]'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreadable_subfolder_is_named_and_exits_1(tmp_path, brightness_model):
+    from conftest import make_dataset
+
+    prefix = bound_by_permission_bits()
+    data = make_dataset(tmp_path / "d", 3, 3)
+    hidden = data / "male" / "sub"
+    hidden.mkdir()
+    grey_photo(hidden / "x.png", 128)
+    hidden.chmod(0)
+    try:
+        model = str(brightness_model())
+        run = [*prefix, sys.executable, "-m", "facegender"]
+        predict = subprocess.run([*run, "predict", str(data), "--model", model, "--no-detect", "--format", "json"],
+                                 capture_output=True, text=True, env=CLI_ENV, timeout=120)  # fmt: skip
+        assert predict.returncode == 1 and "Traceback" not in predict.stderr, predict.stderr
+        assert f"could not read {hidden}: folder cannot be read (permission denied)" in predict.stderr
+        assert len(json.loads(predict.stdout)) == 7  # 6 photos and the folder's error row
+        evaluate = subprocess.run([*run, "evaluate", "--data", str(data), "--model", model, "--out", str(tmp_path / "e")],
+                                  capture_output=True, text=True, env=CLI_ENV, timeout=300)  # fmt: skip
+        assert evaluate.returncode == 1 and "Traceback" not in evaluate.stderr, evaluate.stderr
+        assert f"skipped {hidden}: folder cannot be read" in evaluate.stderr and " n 6 " in evaluate.stdout
+    finally:
+        hidden.chmod(0o755)

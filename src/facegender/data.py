@@ -109,14 +109,21 @@ def iter_image_files(folder: Path) -> Iterator[Path]:
     """Image files under folder, recursively, sorted, following no symlinked folders (no loops).
 
     A FIFO, device or socket named like an image is skipped: reading a FIFO would wait forever. A link that
-    cannot be followed (dangling, a loop) is kept, so that it is reported as unreadable.
+    cannot be followed (dangling, a loop) is kept, and so is a folder that cannot be listed, so that each is
+    reported as unreadable rather than silently left out.
     """
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    unreadable: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(
+        folder, onerror=lambda exc: unreadable.append(Path(exc.filename or folder)), followlinks=False
+    ):
+        yield from unreadable
+        unreadable.clear()
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if is_image_file(path) and not is_special_file(path):
                 yield path
+    yield from unreadable
 
 
 def is_special_file(path: Path) -> bool:

@@ -82,6 +82,8 @@ def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
     except IsADirectoryError:
         raise ImageError(path, "is a folder, not an image") from None
     except PermissionError:
+        if os.path.isdir(path):  # a folder that could not be listed (data.iter_image_files)
+            raise ImageError(path, "folder cannot be read (permission denied); make it readable") from None
         raise ImageError(path, "permission denied; make the file readable") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image Pillow can read (empty, corrupt or another format)") from None
