@@ -261,3 +261,13 @@ def test_an_unreadable_subfolder_is_named_and_exits_1(tmp_path, brightness_model
         assert f"skipped {hidden}: folder cannot be read" in evaluate.stderr and " n 6 " in evaluate.stdout
     finally:
         hidden.chmod(0o755)
+
+
+@pytest.mark.parametrize("out", ["MALE/report", "Male", "female/x", "FEMALE"])
+def test_an_out_folder_in_another_case_of_a_class_folder_is_refused(tmp_path, brightness_model, out):
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "d", 2, 2)
+    result = cli("evaluate", "--data", str(data), "--model", str(brightness_model()), "--out", str(data / out))
+    assert_clean_error(result, "is inside the class folder", "outside the dataset's class folders")
+    assert sorted(p.name for p in data.iterdir()) == ["female", "labels.csv", "male"]

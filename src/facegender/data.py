@@ -94,7 +94,10 @@ def refuse_inside_class_folders(out: Path, files: Iterable[Path], option: str = 
         if folder is not None:
             class_folders.add(folder)
     for folder in sorted(class_folders):
-        if target.is_relative_to(os.path.realpath(folder)):
+        # the scanner takes any letter case as a class folder: DATA/MALE/sub would be a second one beside DATA/male
+        root = Path(os.path.realpath(folder.parent))
+        inside = target.is_relative_to(root) and target != root and target.relative_to(root).parts[0].lower()
+        if target.is_relative_to(os.path.realpath(folder)) or inside in CLASS_NAMES:
             raise FaceGenderError(
                 f"{option} {out} is inside the class folder {folder}: its images would be read as photos the next "
                 "time; choose a folder outside the dataset's class folders"
