@@ -232,8 +232,8 @@ def test_a_keras_model_on_the_inference_install_names_the_train_extra(tmp_path, 
             "serve": ["serve", "--port", "0"]}[command]  # fmt: skip
     # as without TensorFlow and Keras: importing them fails, find_spec says they are missing
     blocked = "import sys; sys.modules.update(tensorflow=None, keras=None); from facegender.cli import main; "
-    result = subprocess.run([sys.executable, "-c", blocked + "sys.exit(main(sys.argv[1:]))", *args, "--model", str(model)],
-                            capture_output=True, text=True, env=CLI_ENV, timeout=120)  # fmt: skip
+    command = [sys.executable, "-c", blocked + "sys.exit(main(sys.argv[1:]))", *args, "--model", str(model)]
+    result = subprocess.run(command, capture_output=True, text=True, env=CLI_ENV, timeout=120)
     assert_clean_error(result, str(model), "pip install 'facegender[train]'")
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -255,8 +255,8 @@ def test_an_unreadable_subfolder_is_named_and_exits_1(tmp_path, brightness_model
         assert predict.returncode == 1 and "Traceback" not in predict.stderr, predict.stderr
         assert f"could not read {hidden}: folder cannot be read (permission denied)" in predict.stderr
         assert len(json.loads(predict.stdout)) == 7  # 6 photos and the folder's error row
-        evaluate = subprocess.run([*run, "evaluate", "--data", str(data), "--model", model, "--out", str(tmp_path / "e")],
-                                  capture_output=True, text=True, env=CLI_ENV, timeout=300)  # fmt: skip
+        args = ["evaluate", "--data", str(data), "--model", model, "--out", str(tmp_path / "e")]
+        evaluate = subprocess.run([*run, *args], capture_output=True, text=True, env=CLI_ENV, timeout=300)
         assert evaluate.returncode == 1 and "Traceback" not in evaluate.stderr, evaluate.stderr
         assert f"skipped {hidden}: folder cannot be read" in evaluate.stderr and " n 6 " in evaluate.stdout
     finally:
@@ -271,3 +271,37 @@ def test_an_out_folder_in_another_case_of_a_class_folder_is_refused(tmp_path, br
     result = cli("evaluate", "--data", str(data), "--model", str(brightness_model()), "--out", str(data / out))
     assert_clean_error(result, "is inside the class folder", "outside the dataset's class folders")
     assert sorted(p.name for p in data.iterdir()) == ["female", "labels.csv", "male"]
+
+
+def test_labels_csv_with_a_header_and_no_rows_says_so(tmp_path, brightness_model):
+    from conftest import make_dataset
+
+    data = make_dataset(tmp_path / "d", 2, 2)
+    (data / "labels.csv").write_text("file,condition\n", encoding="utf-8")
+    result = cli("evaluate", "--data", str(data), "--model", str(brightness_model()), "--out", str(tmp_path / "e"))
+    assert_clean_error(result, f"{data / 'labels.csv'} has a header but no rows")
+    assert "needs a header row" not in result.stderr
+
+
+def test_misclassified_photos_of_one_name_in_two_subfolders_are_both_kept(tmp_path, brightness_model):
+    import csv
+
+    data = tmp_path / "d"
+    for folder, level in (("female/a", 200), ("female/b", 220), ("male/a", 30), ("male/b", 40)):
+        (data / folder).mkdir(parents=True)
+        grey_photo(data / folder / "x.png", level)  # every photo the wrong side of 0.5
+    out = tmp_path / "e"
+    result = cli("evaluate", "--data", str(data), "--model", str(brightness_model()), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with (out / "misclassified" / "misclassified.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    names = [row["file"] for row in rows]
+    assert len(rows) == 4 and len(set(names)) == 4, names
+    copies = sorted(p.name for p in (out / "misclassified").iterdir() if p.suffix == ".png")
+    assert copies == sorted(names)
+    from PIL import Image
+
+    levels = {"female/a": 200, "female/b": 220, "male/a": 30, "male/b": 40}
+    for row in rows:  # each copy is the photo its row names
+        level = levels[Path(row["source"]).parent.relative_to(data).as_posix()]
+        assert Image.open(out / "misclassified" / row["file"]).getpixel((0, 0)) == (level,) * 3

@@ -190,14 +190,19 @@ def _read_labels_csv(root: Path, dataset: Dataset) -> dict[str, list[str]]:
         return {}
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except UnicodeDecodeError as exc:
         raise FaceGenderError(f"could not read {path}: it is not UTF-8 text ({exc}); save it as UTF-8 "
                               "(in Excel: CSV UTF-8)") from None  # fmt: skip
     except (OSError, csv.Error) as exc:
         raise FaceGenderError(f"could not read {path}: {exc}") from exc
-    if not rows or "file" not in rows[0]:
+    if "file" not in header:
         raise FaceGenderError(f"{path} needs a header row with a 'file' column (path relative to {root})")
+    if not rows:
+        raise FaceGenderError(f"{path} has a header but no rows; add one row per photo (file relative to {root}) "
+                              "or delete the file")  # fmt: skip
     by_file = {row["file"].replace("\\", "/").lower(): row for row in rows}  # class folders may differ in case
     names = [name for name in rows[0] if name and name != "file"]
     columns: dict[str, list[str]] = {name: [] for name in names}

@@ -94,7 +94,9 @@ def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
             raise ImageError(path, "is a symlink loop (the link leads back to itself); fix or remove it") from None
         raise ImageError(path, f"could not decode image ({exc}); the file may be truncated") from None
     except Exception as exc:  # a Pillow plugin's own error on a damaged file (DDS: NotImplementedError, ...)
-        raise ImageError(path, f"could not decode image ({type(exc).__name__}: {exc}); the file may be damaged") from None
+        raise ImageError(
+            path, f"could not decode image ({type(exc).__name__}: {exc}); the file may be damaged"
+        ) from None
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -111,6 +111,7 @@ def create_app(
     def body_limit(path: str) -> int:
         files = max_batch_files if path.rstrip("/").endswith("/batch") else 1
         return files * (max_bytes + MULTIPART_OVERHEAD)
+
     info = classifier.info
     model_name = str(info.extra.get("name") or classifier.path.parent.name or classifier.path.stem)
 
