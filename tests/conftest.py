@@ -129,21 +129,24 @@ def image(tmp_path) -> Path:
     return path
 
 
-def brightness_onnx(path: Path, metadata: dict | None, image_size: int = 32) -> Path:
+def brightness_onnx(
+    path: Path, metadata: dict | None, image_size: int = 32, batch: int | str = "batch", scale: float = 1 / 256
+) -> Path:
     """An ONNX model whose p(male) is a known function of its input: the mean of the 0-255 pixel values / 256.
 
     A photo of one grey level g gives exactly g / 256 (128 -> 0.5, 192 -> 0.75): sums of equal whole numbers and a
     power-of-two divisor are exact in float32, so tests compare the runtime's numbers with values worked out by hand.
-    `metadata` is embedded as the facegender export embeds it (None: no metadata at all).
+    `metadata` is embedded as the facegender export embeds it (None: no metadata at all). `batch` a whole number
+    makes a network exported for that many images a call; another `scale` one whose output is not a probability.
     """
     import json
 
     import onnx
     from onnx import TensorProto, helper
 
-    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", image_size, image_size, 3])
-    p_male = helper.make_tensor_value_info("p_male", TensorProto.FLOAT, ["batch", 1])
-    scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 256])
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, image_size, image_size, 3])
+    p_male = helper.make_tensor_value_info("p_male", TensorProto.FLOAT, [batch, 1])
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [scale])
     nodes = [
         helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),  # (batch,)
         helper.make_node("Mul", ["mean", "scale"], ["p"]),

@@ -330,11 +330,11 @@ def _predict(args: argparse.Namespace) -> int:
     rows = list(
         predict(
             args.inputs, args.model, args.threshold, args.batch_size, parse_band(args.abstain_band),
-            args.detect, args.min_face_score, args.annotate,
+            args.detect, args.min_face_score, args.annotate, args.output,
         )
     )  # fmt: skip
     text = format_results(rows, args.format)
-    if args.output:
+    if args.output is not None:
         from facegender.files import atomic_write_bytes
 
         try:

@@ -94,7 +94,10 @@ def refuse_inside_class_folders(out: Path, files: Iterable[Path], option: str = 
         if folder is not None:
             class_folders.add(folder)
     for folder in sorted(class_folders):
-        if target.is_relative_to(os.path.realpath(folder)):
+        # the scanner takes any letter case as a class folder: DATA/MALE/sub would be a second one beside DATA/male
+        root = Path(os.path.realpath(folder.parent))
+        inside = target.is_relative_to(root) and target != root and target.relative_to(root).parts[0].lower()
+        if target.is_relative_to(os.path.realpath(folder)) or inside in CLASS_NAMES:
             raise FaceGenderError(
                 f"{option} {out} is inside the class folder {folder}: its images would be read as photos the next "
                 "time; choose a folder outside the dataset's class folders"
@@ -109,14 +112,21 @@ def iter_image_files(folder: Path) -> Iterator[Path]:
     """Image files under folder, recursively, sorted, following no symlinked folders (no loops).
 
     A FIFO, device or socket named like an image is skipped: reading a FIFO would wait forever. A link that
-    cannot be followed (dangling, a loop) is kept, so that it is reported as unreadable.
+    cannot be followed (dangling, a loop) is kept, and so is a folder that cannot be listed, so that each is
+    reported as unreadable rather than silently left out.
     """
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    unreadable: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(
+        folder, onerror=lambda exc: unreadable.append(Path(exc.filename or folder)), followlinks=False
+    ):
+        yield from unreadable
+        unreadable.clear()
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if is_image_file(path) and not is_special_file(path):
                 yield path
+    yield from unreadable
 
 
 def is_special_file(path: Path) -> bool:
@@ -180,14 +190,19 @@ def _read_labels_csv(root: Path, dataset: Dataset) -> dict[str, list[str]]:
         return {}
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except UnicodeDecodeError as exc:
         raise FaceGenderError(f"could not read {path}: it is not UTF-8 text ({exc}); save it as UTF-8 "
                               "(in Excel: CSV UTF-8)") from None  # fmt: skip
     except (OSError, csv.Error) as exc:
         raise FaceGenderError(f"could not read {path}: {exc}") from exc
-    if not rows or "file" not in rows[0]:
+    if "file" not in header:
         raise FaceGenderError(f"{path} needs a header row with a 'file' column (path relative to {root})")
+    if not rows:
+        raise FaceGenderError(f"{path} has a header but no rows; add one row per photo (file relative to {root}) "
+                              "or delete the file")  # fmt: skip
     by_file = {row["file"].replace("\\", "/").lower(): row for row in rows}  # class folders may differ in case
     names = [name for name in rows[0] if name and name != "file"]
     columns: dict[str, list[str]] = {name: [] for name in names}

@@ -98,15 +98,30 @@ def _write_misclassified(folder: Path, dataset: Dataset, p_male: np.ndarray, thr
     with (folder / "misclassified.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "source", "true_label", "predicted_label", "p_male"])
+        used: set[str] = set()
         for i in np.flatnonzero(predicted != dataset.labels):
             source = dataset.files[i]
             # a name that is not valid UTF-8 (possible on Linux) is copied under its escaped spelling
-            name = display_name(f"{CLASS_NAMES[dataset.labels[i]]}_as_{CLASS_NAMES[predicted[i]]}_{source.name}")
+            name = unique_name(
+                display_name(f"{CLASS_NAMES[dataset.labels[i]]}_as_{CLASS_NAMES[predicted[i]]}_{source.name}"), used
+            )
             shutil.copyfile(source, folder / name)
             writer.writerow(
                 [name, display_name(source), CLASS_NAMES[dataset.labels[i]], CLASS_NAMES[predicted[i]],
                  f"{p_male[i]:.6f}"]
             )  # fmt: skip
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """`name`, or with -2, -3, ... before its suffix when already used (two photos of one name in different
+    subfolders); case-insensitively, so no two copies collide on a file system that ignores case. Added to used."""
+    stem, dot, suffix = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    candidate, n = name, 1
+    while candidate.lower() in used:
+        n += 1
+        candidate = f"{stem}-{n}{dot}{suffix}"
+    used.add(candidate.lower())
+    return candidate
 
 
 def evaluate(

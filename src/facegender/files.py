@@ -31,7 +31,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     it had, or a new file's usual 0o666 less the umask.
     """
     path = Path(path)
-    if _is_stream(path):
+    if is_stream(path):
         with path.open("ab") as handle:
             handle.write(data)
         return
@@ -60,7 +60,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _is_stream(path: Path) -> bool:
+def is_stream(path: Path) -> bool:
     """/dev/stdout and the like: a link into /proc/*/fd, whose target (pipe:[N], a shell-opened file) must be
     written through the link, not resolved and replaced."""
     absolute = os.path.abspath(path)

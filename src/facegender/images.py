@@ -82,6 +82,8 @@ def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
     except IsADirectoryError:
         raise ImageError(path, "is a folder, not an image") from None
     except PermissionError:
+        if os.path.isdir(path):  # a folder that could not be listed (data.iter_image_files)
+            raise ImageError(path, "folder cannot be read (permission denied); make it readable") from None
         raise ImageError(path, "permission denied; make the file readable") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image Pillow can read (empty, corrupt or another format)") from None
@@ -91,6 +93,10 @@ def _decode(source: Path | BinaryIO, path: str) -> np.ndarray:
         if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
             raise ImageError(path, "is a symlink loop (the link leads back to itself); fix or remove it") from None
         raise ImageError(path, f"could not decode image ({exc}); the file may be truncated") from None
+    except Exception as exc:  # a Pillow plugin's own error on a damaged file (DDS: NotImplementedError, ...)
+        raise ImageError(
+            path, f"could not decode image ({type(exc).__name__}: {exc}); the file may be damaged"
+        ) from None
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

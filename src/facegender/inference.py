@@ -179,6 +179,21 @@ def _fit_input_size(info: ModelInfo, source: str, path: Path, shape: Any) -> Mod
     return info
 
 
+def _check_output_shape(path: Path, shape: Any) -> None:
+    """A classifier gives one p(male) per image: (batch, 1) or (batch,). A face detector's boxes are refused here,
+    at load, rather than read as probabilities."""
+    try:
+        dims = list(shape)
+    except TypeError:
+        return  # a shape the runtime does not report: the values are checked instead
+    per_image = [d for d in dims[1:] if not (isinstance(d, int) and d == 1)]
+    if not 1 <= len(dims) <= 2 or per_image:
+        raise FaceGenderError(
+            f"{path} outputs shape {dims}, not one p(male) per image (batch, 1): it is not a facegender classifier "
+            "(a face detector?); pass a model made by facegender train or export"
+        )
+
+
 class Classifier:
     """A loaded model: `predict(batch)` returns p(male) for uint8 RGB images of shape (N, S, S, 3)."""
 
@@ -212,10 +227,21 @@ class Classifier:
         info, source = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
         network_input = session.get_inputs()[0]
         info = _fit_input_size(info, source, path, network_input.shape)
+        _check_output_shape(path, session.get_outputs()[0].shape)
         input_name = network_input.name
+        fixed = network_input.shape[0]
+        step = fixed if isinstance(fixed, int) and fixed > 0 else None  # a network exported for N images a call
 
         def run(batch: np.ndarray) -> np.ndarray:
-            return session.run(None, {input_name: batch.astype(np.float32)})[0].reshape(-1)
+            batch = batch.astype(np.float32)
+            if step is None:
+                return session.run(None, {input_name: batch})[0].reshape(-1)
+            out = []
+            for start in range(0, len(batch), step):
+                part = batch[start : start + step]
+                padded = np.concatenate([part, np.repeat(part[-1:], step - len(part), axis=0)])  # the last call
+                out.append(session.run(None, {input_name: padded})[0].reshape(-1)[: len(part)])
+            return np.concatenate(out)
 
         return cls(path, info, run, "onnxruntime")
 
@@ -249,6 +275,14 @@ class Classifier:
 
     @classmethod
     def _load_keras(cls, path: Path) -> Classifier:
+        import importlib.util
+
+        missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
+        if missing:  # the inference install: a clear line, not an ImportError from deep inside
+            raise FaceGenderError(
+                f"running the Keras model {path} needs {', '.join(missing)}: install it with pip install "
+                f"'facegender[train]', or pass the model's ONNX export (facegender export --model {path})"
+            )
         from facegender.model import load_keras_model
 
         keras_model = load_keras_model(path)
@@ -265,6 +299,12 @@ class Classifier:
         if len(images) == 0:
             return np.zeros(0, dtype=np.float32)
         p = self._run(images)
+        if len(p) != len(images) or not np.all((p >= 0) & (p <= 1)):  # NaN fails this too
+            shown = ", ".join(f"{v:.4g}" for v in p[:3])
+            raise FaceGenderError(
+                f"{self.path} gave {len(p)} value(s) for {len(images)} image(s) ({shown}, ...), not a probability in "
+                "[0, 1] for each: it is not a facegender classifier; pass a model made by facegender train or export"
+            )
         return p if self.info.temperature == 1.0 else apply_temperature(p, self.info.temperature)
 
     def photo_input(self, image: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import glob
 import io
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from facegender.annotate import Annotator
 from facegender.data import is_image_file, is_special_file, iter_image_files
 from facegender.detect import DETECT_MODES
 from facegender.errors import FaceGenderError, ImageError
-from facegender.files import display_name, ensure_writable
+from facegender.files import display_name, ensure_writable, is_stream
 from facegender.images import load_image
 from facegender.inference import Classifier
 from facegender.progress import bar
@@ -120,15 +121,20 @@ def predict(
     detect: str = "auto",
     min_face_score: float | None = None,
     annotate: str | Path | None = None,
+    output: str | Path | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Result dicts (see FIELDS) in input order: one per face found (detect.face_inputs modes), 'no_face' for a
     photo without one, 'error' for a file that cannot be read. With `annotate`, a copy of each photo with its
-    boxes and labels drawn is written into that folder."""
+    boxes and labels drawn is written into that folder. `output`, the file the caller will write the results
+    to, is checked before any work: refused if it is one of the inputs or cannot be written."""
     if any(item == "" for item in inputs):  # Path("") is the current folder: never predict it by accident
         raise FaceGenderError("an input is an empty name (an unset shell variable?); name a file, folder or glob, "
                               "or '.' for the current folder")  # fmt: skip
     if annotate is not None and str(annotate) == "":
         raise FaceGenderError("--annotate is an empty name (an unset shell variable?); name a folder for the copies")
+    if output is not None and str(output) == "":
+        raise FaceGenderError("--output is an empty name (an unset shell variable?); name a file for the results, "
+                              "or leave --output out to print them")  # fmt: skip
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
     if detect not in DETECT_MODES:
@@ -138,6 +144,8 @@ def predict(
     classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
     cut = classifier.info.threshold if threshold is None else threshold
+    if output is not None:
+        check_output(Path(output), files)
     annotator = _annotator(Path(annotate), files) if annotate is not None else None
     yield from (dict(row, threshold=cut) for row in missing)
     with bar(len(files), "predict") as progress:
@@ -161,6 +169,32 @@ def _annotator(folder: Path, files: list[Path]) -> Annotator:
                               "so that no photo is overwritten or read back")  # fmt: skip
     ensure_writable(folder, "--annotate folder")
     return Annotator(folder)
+
+
+def check_output(output: Path, files: list[Path]) -> None:
+    """Refuse an --output that is one of the input photos (links resolved: a shell glob makes this easy) or that
+    cannot be written, before any photo is read rather than after all of them."""
+    try:
+        target = os.stat(output)  # links followed, as atomic_write_bytes writes through them
+    except OSError:
+        target = None
+    if target is not None:
+        for path in files:
+            try:
+                same = os.path.samestat(target, os.stat(path))
+            except OSError:  # unreadable inputs are reported as such later
+                continue
+            if same:
+                raise FaceGenderError(f"--output {display_name(output)} is one of the photos being predicted "
+                                      f"({display_name(path)}); name a new file for the results")  # fmt: skip
+        if stat.S_ISDIR(target.st_mode):
+            raise FaceGenderError(f"--output {display_name(output)} is a folder; name a file, e.g. "
+                                  f"{display_name(output / 'results.json')}")  # fmt: skip
+        if not stat.S_ISREG(target.st_mode):
+            return  # a FIFO or device is written straight into, never replaced
+    if is_stream(output):
+        return
+    ensure_writable(Path(os.path.realpath(output)).parent, "--output")
 
 
 def _annotate(annotator: Annotator, path: Path, rows: list[dict[str, Any]]) -> None:

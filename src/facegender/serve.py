@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,45 @@ class ApiError(Exception):
         self.message = message
 
 
+MULTIPART_OVERHEAD = 64 * 1024  # a part's headers and boundaries, generously
+
+
+class BodyLimit:
+    """Refuse a request body over `limit(path)` bytes with 413 before it is stored: at once by its Content-Length,
+    and while it streams when it has none (chunked). The multipart parser spools uploads to disk, so without this
+    a client could fill the disk before the per-file size check ran. (Starlette's own RequestBodyLimitMiddleware
+    is newer than the FastAPI versions this supports.)"""
+
+    def __init__(self, app: Any, limit: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limit(scope.get("path", ""))
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length and (not length.isdigit() or int(length) > limit):
+            response = JSONResponse({"error": _too_large(limit)}, status_code=413, headers={"Connection": "close"})
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # FastAPI passes an HTTPException from the body's parsing through as it is
+                    raise StarletteHTTPException(413, _too_large(limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"request body larger than {limit / 1024 / 1024:.3g} MB; send smaller or fewer files"
+
+
 def create_app(
     model: str | Path | None = None,
     max_upload_mb: float = 10.0,
@@ -67,6 +107,11 @@ def create_app(
 
     limiter = anyio.CapacityLimiter(max(1, workers))
     max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    def body_limit(path: str) -> int:
+        files = max_batch_files if path.rstrip("/").endswith("/batch") else 1
+        return files * (max_bytes + MULTIPART_OVERHEAD)
+
     info = classifier.info
     model_name = str(info.extra.get("name") or classifier.path.parent.name or classifier.path.stem)
 
@@ -77,6 +122,8 @@ def create_app(
         version=__version__,
         description="Face gender classification (female / male) that holds up in bad conditions.",
     )
+
+    app.add_middleware(BodyLimit, limit=body_limit)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -91,6 +138,11 @@ def create_app(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
+    @app.exception_handler(FaceGenderError)
+    async def model_error(_: Request, exc: FaceGenderError) -> JSONResponse:  # the model's fault, not the request's
+        log.error("%s", exc)
+        return JSONResponse({"error": str(exc)}, status_code=500)
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")  # the trace goes to the server log, never to the client
@@ -101,9 +153,7 @@ def create_app(
         data = await upload.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise ApiError(413, f"{name}: upload larger than {max_upload_mb:g} MB")
-        if not data:
-            raise ApiError(415, f"{name}: empty upload; send a JPEG, PNG, BMP or WebP image")
-        return name, data
+        return name, data  # an empty one is that photo's error, as any other that does not decode
 
     def band(text: str | None) -> tuple[float, float] | None:
         try:
@@ -115,16 +165,22 @@ def create_app(
         items: list[tuple[str, bytes]], detect: str, abstain: tuple[float, float] | None = None
     ) -> list[dict[str, Any]]:
         decoded = []
+        finder = detector() if detect != "off" else None
         for name, data in items:
+            if not data:
+                decoded.append((name, "empty upload; send a JPEG, PNG, BMP or WebP image"))
+                continue
             try:
                 image = decode_image(data, name)
-                finder = detector() if detect != "off" else None
                 faces = face_inputs(
                     image, info.image_size, info.crop, finder, detect, info.face_crops, face_scale=info.face_scale
                 )
                 decoded.append((name, faces))
             except ImageError as exc:
                 decoded.append((name, exc.reason))
+            except Exception as exc:  # whatever breaks on one photo is that photo's error, never the request's
+                log.exception("could not process %s", name)
+                decoded.append((name, f"could not process the image ({type(exc).__name__}: {exc})"))
         faces = [face for _, found in decoded if isinstance(found, list) for face in found]
         probs = iter(classifier.predict(np.stack([f.image for f in faces])) if faces else [])
         rows = []
