@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -28,41 +29,69 @@ def build_augmenter(config: Config, seed: int) -> keras.Sequential | None:
     return keras.Sequential(layers, name="augment")
 
 
-def build_view_augmenter(config: Config, seed: int) -> Any:
-    """Albumentations pipeline for cached training views: geometry, flip, and the adverse conditions
-    the model must survive (blur, motion blur, fog, rain, low light, noise, JPEG, down-scaling, glare)."""
+# The smallest framing square, in pixels, that down-scaling may leave: a face about 14 px wide, as small as the
+# robustness suite's strongest down-scaling leaves one (an 80-px crop scaled by 0.15), so a view stays a face.
+MIN_DEGRADED_SIDE = 20
+
+
+def build_adverse(config: Config, side: int) -> Any:
+    """One adverse condition (blur, motion blur, fog, rain, low light, noise, JPEG, down-scaling, glare or
+    overexposure), applied with probability `config.adverse` to a square of `side` pixels at the photo's own
+    resolution. Sizes in pixels (blur, rain drops, glare, down-scaling) scale with the side, so a condition is as
+    strong on an 80-px crop as on a 160-px one and the smallest leaves a face of about 14 px."""
     import albumentations as A
 
-    size = config.image_size
-    adverse = A.OneOf(
+    f = side / 160
+
+    def odd(value: float) -> int:
+        return max(3, round(value) | 1)
+
+    lowest = min(1.0, max(0.12, MIN_DEGRADED_SIDE / side))
+    return A.OneOf(
         [
-            A.GaussianBlur(blur_limit=(3, 9), sigma_limit=(0.8, 3.0)),
-            A.MotionBlur(blur_limit=(5, 13)),
+            A.GaussianBlur(blur_limit=0, sigma_limit=(max(0.3, 0.8 * f), max(0.5, 3.0 * f))),
+            A.MotionBlur(blur_limit=(odd(5 * f), odd(13 * f))),
             A.RandomFog(fog_coef_range=(0.3, 0.8), alpha_coef=0.1),
             A.RandomRain(
-                slant_range=(-15, 15), drop_length=max(4, size // 12), blur_value=3, brightness_coefficient=0.8
+                slant_range=(-15, 15), drop_length=max(3, side // 12), blur_value=3, brightness_coefficient=0.8
             ),
             A.RandomGamma(gamma_limit=(180, 350)),  # low light: gamma > 1 darkens
             A.GaussNoise(std_range=(0.05, 0.25)),
             A.ImageCompression(quality_range=(8, 40)),
-            A.Downscale(scale_range=(0.12, 0.4)),
-            A.RandomSunFlare(flare_roi=(0, 0, 1, 0.6), src_radius=max(20, size // 3)),
+            A.Downscale(scale_range=(lowest, max(lowest, 0.4))),
+            A.RandomSunFlare(flare_roi=(0, 0, 1, 0.6), src_radius=max(8, side // 3)),
             A.RandomBrightnessContrast(brightness_limit=(0.25, 0.5), contrast_limit=(-0.4, -0.1)),  # overexposure
         ],
         p=config.adverse,
     )
+
+
+def build_geometry(config: Config) -> list[Any]:
+    """Flip and affine (scale, rotation, shear, a little shift), edges reflected."""
+    import albumentations as A
+
+    return [
+        A.HorizontalFlip(p=0.5 if config.horizontal_flip else 0.0),
+        A.Affine(
+            scale=(1 - config.zoom, 1 + config.zoom),
+            rotate=(-config.rotation_degrees, config.rotation_degrees),
+            shear=(-config.shear * 45, config.shear * 45),
+            translate_percent=(-0.05, 0.05),
+            border_mode=cv2_border_reflect(),
+            p=0.9,
+        ),
+    ]
+
+
+def build_view_augmenter(config: Config, seed: int) -> Any:
+    """Albumentations pipeline for a cached training view at the input size: geometry, flip, one adverse
+    condition and brightness/contrast."""
+    import albumentations as A
+
     return A.Compose(
         [
-            A.HorizontalFlip(p=0.5 if config.horizontal_flip else 0.0),
-            A.Affine(
-                scale=(1 - config.zoom, 1 + config.zoom),
-                rotate=(-config.rotation_degrees, config.rotation_degrees),
-                shear=(-config.shear * 45, config.shear * 45),
-                translate_percent=(-0.05, 0.05),
-                border_mode=cv2_border_reflect(),
-                p=0.9,
-            ),
-            adverse,
+            *build_geometry(config),
+            build_adverse(config, config.image_size),
             A.RandomBrightnessContrast(brightness_limit=config.brightness, contrast_limit=0.2, p=0.5),
         ],
         seed=seed,
@@ -75,17 +104,61 @@ def cv2_border_reflect() -> int:
     return cv2.BORDER_REFLECT_101
 
 
-def augment_views(images: np.ndarray, config: Config, seed: int, workers: int = 4, chunk: int = 256) -> np.ndarray:
+def _side_bucket(side: int, size: int) -> int:
+    """Squares within 8 px share one adverse pipeline (pixel sizes are rounded anyway)."""
+    return int(min(size, max(16, 16 * round(side / 16))))
+
+
+def augment_views(
+    images: np.ndarray,
+    config: Config,
+    seed: int,
+    workers: int = 4,
+    chunk: int = 256,
+    squares: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
     """One augmented copy of each uint8 image, reproducible for a seed: each fixed chunk of images has its own
-    pipeline seeded from (seed, chunk), so thread scheduling cannot change the result. OpenCV releases the GIL."""
+    pipelines seeded from (seed, chunk), so thread scheduling cannot change the result. OpenCV releases the GIL.
+
+    With `squares` (the square each image was resized from, at the photo's resolution up to the input size:
+    data.load_images), the adverse condition is applied there, before the resize, as the robustness suite and
+    real degraded photos apply it: noise on an 80-px crop is 2-px grain at 160 px, not 1-px. Geometry and
+    brightness follow at the input size.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    import albumentations as A
+    from PIL import Image
+
+    if squares is not None and len(squares) != len(images):
+        raise ValueError(f"{len(squares)} squares for {len(images)} images")
+    size = images.shape[1] if images.ndim == 4 else config.image_size
     out = np.empty_like(images)
 
     def work(start: int) -> None:
-        pipeline = build_view_augmenter(config, seed * 100_003 + start)
+        chunk_seed = seed * 100_003 + start
+        if squares is None:
+            pipeline = build_view_augmenter(config, chunk_seed)
+            for i in range(start, min(start + chunk, len(images))):
+                out[i] = pipeline(image=images[i])["image"]
+            return
+        rest = A.Compose(
+            [
+                *build_geometry(config),
+                A.RandomBrightnessContrast(brightness_limit=config.brightness, contrast_limit=0.2, p=0.5),
+            ],
+            seed=chunk_seed,
+        )
+        adverse: dict[int, Any] = {}
         for i in range(start, min(start + chunk, len(images))):
-            out[i] = pipeline(image=images[i])["image"]
+            square = squares[i]
+            bucket = _side_bucket(len(square), size)
+            if bucket not in adverse:
+                adverse[bucket] = A.Compose([build_adverse(config, bucket)], seed=chunk_seed * 31 + bucket)
+            degraded = adverse[bucket](image=square)["image"]
+            if degraded.shape[:2] != (size, size):
+                degraded = np.asarray(Image.fromarray(degraded).resize((size, size), Image.Resampling.BILINEAR))
+            out[i] = rest(image=degraded)["image"]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(work, range(0, len(images), chunk)))

@@ -18,7 +18,7 @@ import numpy as np
 from facegender import CLASS_NAMES
 from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import FACE_FRAMING_SIDE, IMAGE_EXTENSIONS, load_image
+from facegender.images import FACE_FRAMING_SIDE, IMAGE_EXTENSIONS, load_image, prepare
 from facegender.system import usable_cpus
 
 MIN_IMAGES_PER_CLASS = 2
@@ -289,12 +289,15 @@ def load_images(
     progress: Callable[[int], None] | None = None,
     face_crops: bool = False,
     face_scale: float = FACE_FRAMING_SIDE,
+    squares: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[int], list[ImageError]]:
     """Decode and prepare files in parallel threads (Pillow releases the GIL while decoding).
 
     With face_crops, each photo's face is found and framed as prediction frames it (detect.face_inputs, mode
     auto); a photo where no face is found keeps the whole-photo framing.
-    Returns the stacked uint8 images of the files that could be read, their indices, and the errors.
+    Returns the stacked uint8 images of the files that could be read, their indices, and the errors. With a
+    `squares` list, each kept image's square before the resize is appended to it at the photo's own
+    resolution, or at `size` where that is smaller (a square of any side, uint8 RGB).
     """
     workers = workers or min(8, usable_cpus() * 2)
     arrays: list[np.ndarray] = []
@@ -303,11 +306,15 @@ def load_images(
 
     detector = FaceDetector(threads=1) if face_crops else None
 
-    def work(path: Path) -> np.ndarray | ImageError:
+    def work(path: Path) -> tuple[np.ndarray, np.ndarray | None] | ImageError:
         try:
             image = load_image(path)
             faces = face_inputs(image, size, crop, detector, "auto", True, whole_if_none=True, face_scale=face_scale)
-            return faces[0].image
+            face = faces[0]
+            if squares is None:
+                return face.image, None
+            square = face.square if face.square is not None else face.image
+            return face.image, (square.copy() if len(square) < size else prepare(square, size))
         except ImageError as exc:
             return exc
         except Exception as exc:  # e.g. out of memory on one huge photo: named and skipped like unreadable ones
@@ -320,7 +327,9 @@ def load_images(
             if isinstance(result, ImageError):
                 errors.append(result)
             else:
-                arrays.append(result)
+                arrays.append(result[0])
                 kept.append(index)
+                if squares is not None and result[1] is not None:
+                    squares.append(result[1])
     stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), dtype=np.uint8)
     return stacked, kept, errors

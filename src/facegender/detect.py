@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from facegender.errors import FaceGenderError
-from facegender.images import FACE_FRAMING_SIDE, frame_face, prepare
+from facegender.images import FACE_FRAMING_SIDE, center_crop, frame_face, prepare
 from facegender.system import usable_cpus
 
 DETECTOR_DIR = Path(__file__).parent / "models" / "detector"
@@ -367,6 +367,9 @@ class FaceInput:
     box: tuple[int, int, int, int]
     image: np.ndarray
     score: float | None = None
+    # the square `image` was resized from, at the photo's own resolution (training degrades it there: see
+    # augment.augment_views); None where not kept
+    square: np.ndarray | None = None
 
 
 def face_inputs(
@@ -390,18 +393,19 @@ def face_inputs(
     Training with face_crops, evaluation, the robustness suite, prediction and the web service all use this.
     """
     height, width = image.shape[:2]
+
+    def framed(box: tuple[int, int, int, int], square: np.ndarray, score: float | None) -> FaceInput:
+        return FaceInput(box, prepare(square, size, crop), score, center_crop(square, crop))
+
     if detector is None or mode == "off":
-        return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
+        return [framed((0, 0, width, height), image, None)]
     faces = detector.detect(image, crop_first=mode == "auto")
     if mode == "auto":
         central = central_face(faces, width, height)
         if central is not None:
-            framed = frame_face(image, central.extent, 4 * size, face_scale) if face_crops else image
-            return [FaceInput(central.box, prepare(framed, size, crop), central.score)]
+            square = frame_face(image, central.extent, 4 * size, face_scale) if face_crops else image
+            return [framed(central.box, square, central.score)]
     if not faces and whole_if_none:
-        return [FaceInput((0, 0, width, height), prepare(image, size, crop))]
+        return [framed((0, 0, width, height), image, None)]
     # a square over 4x the input side is scaled down first: bounded memory, the same result after prepare
-    return [
-        FaceInput(face.box, prepare(frame_face(image, face.extent, 4 * size, face_scale), size, crop), face.score)
-        for face in faces
-    ]
+    return [framed(face.box, frame_face(image, face.extent, 4 * size, face_scale), face.score) for face in faces]

@@ -135,8 +135,11 @@ def _read_split(config: Config, data: DataArg, val: ValArg) -> tuple[Dataset, Da
     return train_set, val_set
 
 
-def _load(dataset: Dataset, config: Config, name: str, skipped: list[ImageError]) -> tuple[np.ndarray, Dataset]:
-    """The dataset's images that could be read, and that dataset; the others are named and added to skipped."""
+def _load(
+    dataset: Dataset, config: Config, name: str, skipped: list[ImageError], squares: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, Dataset]:
+    """The dataset's images that could be read, and that dataset; the others are named and added to skipped.
+    With a `squares` list, each image's square at the photo's resolution is appended (data.load_images)."""
     with bar(len(dataset), f"load {name}") as progress:
         images, kept, errors = load_images(
             dataset.files,
@@ -145,6 +148,7 @@ def _load(dataset: Dataset, config: Config, name: str, skipped: list[ImageError]
             progress=progress.update,
             face_crops=config.face_crops,
             face_scale=config.face_scale,
+            squares=squares,
         )
     for error in errors[:20]:
         log(f"skipped {error.path}: {error.reason}")
@@ -165,6 +169,8 @@ class _Session:
     run_dir: Path
     class_weight: dict[int, float] | None
     resume: bool
+    # each training image's square at the photo's resolution, where adverse conditions are applied (cached views)
+    squares: list[np.ndarray] | None = None
 
     @property
     def csv_path(self) -> Path:
@@ -251,7 +257,8 @@ def train(
     log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
 
     skipped: list[ImageError] = []
-    x_train, train_set = _load(train_set, config, "train", skipped)
+    squares: list[np.ndarray] | None = [] if config.cached_views and config.adverse > 0 else None
+    x_train, train_set = _load(train_set, config, "train", skipped, squares)
     x_val, val_set = _load(val_set, config, "validation", skipped)
 
     from facegender.system import import_tensorflow
@@ -273,7 +280,7 @@ def train(
     log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
 
     model = build_model(config)
-    session = _Session(config, run_dir, class_weight, resuming)
+    session = _Session(config, run_dir, class_weight, resuming, squares)
     if not resuming:
         session.csv_path.unlink(missing_ok=True)
         shutil.rmtree(session.checkpoints, ignore_errors=True)
@@ -476,7 +483,8 @@ def _fit_cached(session, model, x_train, y_train, indices, x_val, y_val, rng):  
     with bar(config.cached_views * len(x_train), "cache views") as progress:
         for view in range(config.cached_views):
             # view 0: the photo as it is; the others seeded per view, so a rerun or resume caches the same views
-            images = x_train if view == 0 else augment_views(x_train, config, seed=config.seed * 1000 + view)
+            seed = config.seed * 1000 + view
+            images = x_train if view == 0 else augment_views(x_train, config, seed, squares=session.squares)
             views.append(encode(images))
             progress.update(len(x_train))
     features = np.stack(views)  # (views, images, h, w, c)
