@@ -30,8 +30,8 @@ def found_box(boxes: list[tuple[int, int, int, int]], width: int, height: int) -
 
 
 def measure(folder: Path, threads: int) -> dict:
-    from facegender.detect import FaceDetector
-    from facegender.images import load_image
+    from facegender.faces.detect import FaceDetector
+    from facegender.faces.images import load_image
 
     detector = FaceDetector(threads=threads)
     rows = list(csv.DictReader((folder / "labels.csv").open(encoding="utf-8")))

@@ -4,7 +4,7 @@
     python benchmarks/face_or_not.py --out runs/face_or_not --data DIR [DIR ...] --per-condition 60 --severity 3
 
 Positives: every photo of each labelled folder (default: ../shared/data/{lfw-adverse,celeba-gender,utkface}/val),
-its clean photos also made adverse by the robustness suite's conditions (facegender.corrupt, one severity, a
+its clean photos also made adverse by the robustness suite's conditions (facegender.evaluation.corrupt, one severity, a
 seeded sample of --per-condition clean photos per condition), plus the package photos that hold a face
 (scikit-image's astronaut and camera, matplotlib's grace_hopper). A positive counts as found when at least one
 face is accepted anywhere in it: what decides between a label and `no_face` in `facegender predict`.
@@ -173,8 +173,8 @@ def positives(folders: list[Path], per_condition: int, severity: int, seed: int)
     """({set, condition, file}, RGB image) for every photo of each folder and its corrupted clean photos."""
     import albumentations as A
 
-    from facegender.corrupt import CONDITIONS, corruption
-    from facegender.images import load_image
+    from facegender.evaluation.corrupt import CONDITIONS, corruption
+    from facegender.faces.images import load_image
 
     rng = np.random.default_rng(seed)
     for folder in folders:
@@ -196,7 +196,7 @@ def positives(folders: list[Path], per_condition: int, severity: int, seed: int)
 
 def second_looks() -> dict[str, Callable[[Image.Image], Image.Image]]:
     """Every second look measured: the contrast stretches (before issue 20) and the blur, by name."""
-    from facegender import detect
+    from facegender.faces import detect
 
     return {"stretch_contrast": detect._stretch_contrast, "equalize": detect._equalize, "smooth": detect._smooth}
 
@@ -219,14 +219,14 @@ def face_dict(face) -> dict:
 
 
 def as_face(data: dict):
-    from facegender.detect import Face
+    from facegender.faces.detect import Face
 
     return Face(tuple(data["box"]), data["score"], tuple(data["extent"]), tuple(map(tuple, data["keypoints"])))
 
 
 def collect(args: argparse.Namespace) -> dict:
     """Run the detector once over every positive and negative; the candidates of each photo."""
-    from facegender.detect import FaceDetector
+    from facegender.faces.detect import FaceDetector
 
     low = min(args.thresholds)
     raw = {"threads": 1, "check_keypoints": False}  # every candidate: the rules check keypoints themselves
@@ -270,7 +270,7 @@ SHIPPED = "shipped defaults: FaceDetector().detect"
 
 
 def rules() -> list[Rule]:
-    from facegender.detect import SECOND_LOOK_MARGIN, plausible_face
+    from facegender.faces.detect import SECOND_LOOK_MARGIN, plausible_face
 
     def score(face, t: float) -> bool:
         return face.score >= t
@@ -300,7 +300,7 @@ def accepted(photo: dict, rule: Rule, threshold: float) -> bool:
 
 def score(found: dict, thresholds: list[float]) -> list[dict]:
     """Recall per set and condition and false positives per negative kind, for every rule and threshold."""
-    from facegender.detect import MIN_SCORE
+    from facegender.faces.detect import MIN_SCORE
 
     results = []
     runs = [(rule[0], t, lambda p, rule=rule, t=t: accepted(p, rule, t)) for rule in rules() for t in thresholds]

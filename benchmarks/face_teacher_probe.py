@@ -29,7 +29,7 @@ import numpy as np
 
 from facegender.data import scan_dataset
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import FACE_FRAMING_RAISE, FACE_FRAMING_SIDE, load_image, prepare
+from facegender.faces.images import FACE_FRAMING_RAISE, FACE_FRAMING_SIDE, load_image, prepare
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-adverse"
 SIDE = 250  # the framed photo's side before alignment (LFW's own size)
@@ -92,7 +92,7 @@ def main() -> int:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from facegender.metrics import classification_metrics, slice_metrics
+    from facegender.evaluation.metrics import classification_metrics, slice_metrics
 
     try:
         train_set, val_set = scan_dataset(args.train), scan_dataset(args.val, min_per_class=1)

@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def detect_all(files: list[Path]) -> list[tuple[np.ndarray, tuple[int, int, int, int] | None]]:
     """(image, best face extent or None) for each file."""
-    from facegender.detect import FaceDetector
-    from facegender.images import load_image
+    from facegender.faces.detect import FaceDetector
+    from facegender.faces.images import load_image
 
     detector = FaceDetector(threads=1)
 
@@ -43,7 +43,7 @@ def detect_all(files: list[Path]) -> list[tuple[np.ndarray, tuple[int, int, int,
 
 
 def frame_all(items, scale: float, size: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    from facegender.images import frame_face, prepare
+    from facegender.faces.images import frame_face, prepare
 
     out = []
     for image, box in items:
@@ -79,7 +79,7 @@ def main() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from facegender.model import resolve_backbone_weights
+    from facegender.training.model import resolve_backbone_weights
 
     backbone = keras.applications.MobileNetV2(
         input_shape=(args.size, args.size, 3),

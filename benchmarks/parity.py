@@ -26,10 +26,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from facegender.data import load_images, scan_dataset
-    from facegender.export import calibration_images, export_model
-    from facegender.inference import Classifier, ModelInfo
-    from facegender.metrics import macro_f1, predict_labels
-    from facegender.model import load_keras_model
+    from facegender.evaluation.metrics import macro_f1, predict_labels
+    from facegender.runtime.inference import Classifier, ModelInfo
+    from facegender.training.export import calibration_images, export_model
+    from facegender.training.model import load_keras_model
 
     run = Path(args.model)
     metadata = json.loads((run / "model.json").read_text())

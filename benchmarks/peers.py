@@ -19,8 +19,8 @@ Per `--data` folder (default: the val/ sets of lfw-adverse, celeba-gender and ut
   floored confidence, kept on the side of 0.5 that its label says, for the curves.
 - facegender: `--model` (default: the bundled model) through `Classifier.predict_files` with the model's own
   threshold, as `facegender evaluate` runs it.
-Both are scored by `facegender.evaluate.write_evaluation`, the code behind `facegender evaluate` (each system's
-full report lands in OUT/SET/SYSTEM/), with an `age_band` column added where labels.csv has `age`.
+Both are scored by `facegender.evaluation.evaluate.write_evaluation`, the code behind `facegender evaluate` (each
+system's full report lands in OUT/SET/SYSTEM/), with an `age_band` column added where labels.csv has `age`.
 Prints one JSON record and markdown tables, and writes them to OUT/results.json and OUT/results.md.
 Skips (exit 0, one line saying why) when a data folder or the peer package is missing.
 """
@@ -129,7 +129,7 @@ def evaluate_peer(dataset: Any, reply: dict[str, Any], fallback: str, seconds: f
     import numpy as np
 
     from facegender.errors import ImageError
-    from facegender.evaluate import write_evaluation
+    from facegender.evaluation.evaluate import write_evaluation
 
     answers = [a if "error" in a else {"faces": a["faces"], **a[fallback]} for a in reply["answers"]]
     readable = [i for i, a in enumerate(answers) if "error" not in a]
@@ -161,7 +161,7 @@ def evaluate_peer(dataset: Any, reply: dict[str, Any], fallback: str, seconds: f
 
 def evaluate_facegender(folder: Path, model: str | None, out: Path) -> dict[str, Any]:
     """`facegender evaluate --data FOLDER --model MODEL --out OUT`, as a user runs it (same code, same files)."""
-    from facegender.evaluate import evaluate
+    from facegender.evaluation.evaluate import evaluate
 
     started = time.time()
     result = evaluate(folder, out, model)
@@ -264,7 +264,7 @@ def main() -> int:
 
     from facegender.data import scan_dataset
     from facegender.errors import FaceGenderError
-    from facegender.inference import Classifier
+    from facegender.runtime.inference import Classifier
 
     started = time.time()
     try:

@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from facegender.data import iter_image_files, load_images
-    from facegender.inference import Classifier
+    from facegender.runtime.inference import Classifier
 
     files = list(iter_image_files(Path(args.images)))[: args.limit]
     rows = []

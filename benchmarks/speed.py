@@ -31,8 +31,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 KERAS_COLD = """
 import sys, numpy as np, keras
-from facegender.inference import _read_metadata
-from facegender.images import load_prepared
+from facegender.runtime.inference import _read_metadata
+from facegender.faces.images import load_prepared
 from pathlib import Path
 path = Path(sys.argv[1]); info = _read_metadata(path)
 model = keras.models.load_model(path, compile=False)
@@ -57,7 +57,7 @@ def model_throughputs(keras_file: Path, onnx_file: Path, files: list[Path]) -> t
     import numpy as np
 
     from facegender.data import load_images
-    from facegender.inference import Classifier, _read_metadata
+    from facegender.runtime.inference import Classifier, _read_metadata
 
     info = _read_metadata(keras_file)
     model = keras.models.load_model(keras_file, compile=False)

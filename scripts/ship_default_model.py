@@ -69,7 +69,7 @@ def summary_table(results: list[dict], peers: dict) -> str:
 
 
 def details(result: dict) -> str:
-    from facegender.corrupt import robustness_table
+    from facegender.evaluation.corrupt import robustness_table
 
     name = dataset_name(result)
     parts = [f"### {name} ({result['n']} photos)"]
@@ -105,7 +105,7 @@ def main() -> None:
 
     import keras
 
-    from facegender.model import FACE_BACKBONE, save_backbone_arrays  # imports TensorFlow quietly
+    from facegender.training.model import FACE_BACKBONE, save_backbone_arrays  # imports TensorFlow quietly
 
     TARGET.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "model.onnx", TARGET / "model.onnx")

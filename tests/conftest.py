@@ -87,8 +87,8 @@ def onnx_model(tmp_path_factory) -> Path:
     """A small exported model (64 px, untrained) with its metadata: enough to exercise predict and serve."""
     pytest.importorskip("keras")
     from facegender import config as cfg
-    from facegender.export import export_onnx
-    from facegender.model import build_model
+    from facegender.training.export import export_onnx
+    from facegender.training.model import build_model
 
     folder = tmp_path_factory.mktemp("onnx_model")
     model = build_model(cfg.resolve("seed", {"image_size": 64, "backbone_weights": "none"}))

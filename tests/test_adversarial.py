@@ -47,9 +47,9 @@ def test_output_into_a_read_only_folder_is_refused_before_any_work(tmp_path, bri
 
 
 def test_output_check_comes_before_reading_any_photo(tmp_path, brightness_model, monkeypatch):
-    from facegender import inference
     from facegender.errors import FaceGenderError
-    from facegender.predict import predict
+    from facegender.runtime import inference
+    from facegender.runtime.predict import predict
 
     read = []
     monkeypatch.setattr(inference, "load_image", lambda path: read.append(path))
@@ -74,7 +74,7 @@ def service(brightness_model):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from facegender.serve import create_app
+    from facegender.serve.app import create_app
 
     return TestClient(create_app(brightness_model(), max_upload_mb=0.05, max_batch_files=3))
 
@@ -143,7 +143,7 @@ def test_a_model_exported_for_a_fixed_batch_runs_any_number_of_photos(tmp_path, 
 
 
 def test_a_face_detector_passed_as_the_model_is_refused_at_load(tmp_path):
-    from facegender.detect import DETECTOR_DIR
+    from facegender.faces.detect import DETECTOR_DIR
 
     photo = grey_photo(tmp_path / "a.png", 128)
     for detector in sorted(DETECTOR_DIR.glob("*.onnx")):
@@ -163,7 +163,7 @@ def test_a_model_whose_output_is_not_a_probability_never_reports_one(tmp_path):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from facegender.serve import create_app
+    from facegender.serve.app import create_app
 
     photo = grey_photo(io.BytesIO(), 128).getvalue()
     answer = TestClient(create_app(model)).post("/predict?detect=off", files={"file": ("a.png", photo)})
@@ -205,7 +205,7 @@ def test_an_empty_file_in_a_batch_is_that_files_error_row(service):
 
 
 def test_any_exception_on_one_upload_is_its_error_row(service, monkeypatch):
-    from facegender import serve
+    from facegender.serve import app as serve
 
     decode = serve.decode_image
 

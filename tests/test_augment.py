@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from facegender.augment import MIN_DEGRADED_SIDE, augment_views, build_adverse
 from facegender.config import DEFAULT
+from facegender.training.augment import MIN_DEGRADED_SIDE, augment_views, build_adverse
 
 pytest.importorskip("albumentations")
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facegender.errors import ImageError
-from facegender.images import decode_image, load_prepared
+from facegender.faces.images import decode_image, load_prepared
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -180,7 +180,7 @@ def test_random_valid_images_always_prepare(width, height, fmt_mode, crop):
     Image.new(mode, (width, height)).save(buffer, fmt)
     out = decode_image(buffer.getvalue(), "x")
     assert out.shape == (height, width, 3) and out.dtype == np.uint8
-    from facegender.images import prepare
+    from facegender.faces.images import prepare
 
     assert prepare(out, 32, crop).shape == (32, 32, 3)
 

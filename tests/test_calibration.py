@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facegender.calibration import apply_temperature, brier, expected_calibration_error, fit_temperature
+from facegender.runtime.calibration import apply_temperature, brier, expected_calibration_error, fit_temperature
 
 
 def test_temperature_recovers_overconfidence():

@@ -12,8 +12,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from facegender import checkpoint  # noqa: E402
 from facegender.errors import FaceGenderError  # noqa: E402
+from facegender.training import checkpoint  # noqa: E402
 
 X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
 Y = (X[:, :1] > 0).astype(np.float32)
@@ -128,9 +128,9 @@ def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, mo
     phase 2's, and the history reads back whole (ReduceLROnPlateau's learning_rate column included)."""
     import tensorflow as tf
 
-    from facegender import model as model_module
-    from facegender import train
     from facegender.config import Config
+    from facegender.training import model as model_module
+    from facegender.training import train
 
     monkeypatch.setattr(model_module, "set_trainable", lambda *args, **kwargs: None)  # no backbone here
     config = Config(head_epochs=2, epochs=5, schedule=schedule, early_stopping_patience=10, reduce_lr_patience=1)

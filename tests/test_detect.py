@@ -14,8 +14,8 @@ from conftest import LFW, cli, grey_photo, no_face_photo, portrait, requires_sha
 from PIL import Image
 
 from facegender.data import load_images
-from facegender.detect import FULL_RANGE, SHORT_RANGE, FaceDetector, _anchors, face_inputs, weighted_nms
-from facegender.images import FACE_FRAMING_SIDE, frame_face, load_image, prepare
+from facegender.faces.detect import FULL_RANGE, SHORT_RANGE, FaceDetector, _anchors, face_inputs, weighted_nms
+from facegender.faces.images import FACE_FRAMING_SIDE, frame_face, load_image, prepare
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -35,7 +35,7 @@ def bundled_threshold() -> float:
     """The threshold stored in the bundled model, read with ONNX Runtime alone (not facegender's loader)."""
     import onnxruntime
 
-    from facegender.inference import BUNDLED_MODEL
+    from facegender.runtime.inference import BUNDLED_MODEL
 
     session = onnxruntime.InferenceSession(str(BUNDLED_MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
     return json.loads(session.get_modelmeta().custom_metadata_map["facegender"])["threshold"]
@@ -105,7 +105,7 @@ def test_frame_face_scale_sets_the_square_side_and_pads_a_tight_crop():
 def test_a_model_frames_faces_at_its_own_face_scale(tmp_path, detector):
     import dataclasses
 
-    from facegender.inference import Classifier
+    from facegender.runtime.inference import Classifier
 
     photo = load_image(portrait())
     model = Classifier.load()
@@ -255,7 +255,7 @@ def test_a_face_crops_model_reads_labelled_photos_as_it_was_trained(tmp_path, de
     import dataclasses
 
     from facegender.cli import build_parser
-    from facegender.inference import Classifier
+    from facegender.runtime.inference import Classifier
 
     face = Image.open(portrait()).resize((256, 300))
     scene = tmp_path / "scene.png"

@@ -65,10 +65,10 @@ def test_a_misclassified_folder_it_did_not_write_is_kept(tmp_path, onnx_model):
 
 
 def test_a_failed_write_leaves_the_previous_evaluation_whole(tmp_path, monkeypatch):
-    from facegender import plots
     from facegender.data import scan_dataset
     from facegender.errors import FaceGenderError
-    from facegender.evaluate import write_evaluation
+    from facegender.evaluation import plots
+    from facegender.evaluation.evaluate import write_evaluation
 
     dataset = scan_dataset(make_dataset(tmp_path / "data", 3, 3))
     out = tmp_path / "out"

@@ -14,9 +14,9 @@ from conftest import WEIGHTS, requires_shared  # noqa: E402
 
 from facegender import config as cfg  # noqa: E402
 from facegender.errors import FaceGenderError  # noqa: E402
-from facegender.export import export_model  # noqa: E402
-from facegender.inference import Classifier  # noqa: E402
-from facegender.model import build_model  # noqa: E402
+from facegender.runtime.inference import Classifier  # noqa: E402
+from facegender.training.export import export_model  # noqa: E402
+from facegender.training.model import build_model  # noqa: E402
 
 # A randomly initialised MobileNetV2 in inference mode outputs ~0 features (its batch-norm statistics are
 # placeholders), which would make every comparison pass; ImageNet weights give real, varied outputs.

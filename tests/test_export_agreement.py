@@ -16,9 +16,9 @@ pytest.importorskip("tf2onnx")
 pytest.importorskip("onnx")
 
 from facegender import config as cfg  # noqa: E402
-from facegender.export import export_onnx  # noqa: E402
-from facegender.inference import Classifier  # noqa: E402
-from facegender.model import backbone_of, build_model  # noqa: E402
+from facegender.runtime.inference import Classifier  # noqa: E402
+from facegender.training.export import export_onnx  # noqa: E402
+from facegender.training.model import backbone_of, build_model  # noqa: E402
 
 
 def varied_model(images: np.ndarray) -> keras.Model:

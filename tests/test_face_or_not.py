@@ -13,9 +13,9 @@ import pytest
 from conftest import cli, no_face_photo, package_photo, portrait
 from PIL import Image
 
-from facegender.annotate import Annotator
-from facegender.detect import MIN_SCORE, Face, FaceDetector, plausible_face
-from facegender.images import load_image
+from facegender.faces.detect import MIN_SCORE, Face, FaceDetector, plausible_face
+from facegender.faces.images import load_image
+from facegender.runtime.annotate import Annotator
 
 # Photos that ship inside scikit-image without a face; with the defaults before issue 20 each got a gender.
 SKIMAGE_WITHOUT_A_FACE = ("chelsea", "cat", "coffee", "colorwheel", "retina")
@@ -155,6 +155,6 @@ def test_the_help_states_the_default_face_score():
     ],
 )
 def test_annotation_caption_states_the_confidence_in_its_label(label, p_male, score, expected):
-    from facegender.annotate import caption
+    from facegender.runtime.annotate import caption
 
     assert caption({"label": label, "p_male": p_male, "face_score": score}) == expected

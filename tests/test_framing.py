@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegender.images import FACE_FRAMING_RAISE, FACE_FRAMING_SIDE, frame_face, prepare
+from facegender.faces.images import FACE_FRAMING_RAISE, FACE_FRAMING_SIDE, frame_face, prepare
 
 WIDTH, HEIGHT = 1000, 800
 

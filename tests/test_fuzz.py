@@ -52,8 +52,8 @@ def test_mutated_photos_through_predict_and_serve(tmp_path_factory, brightness_m
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from facegender.predict import predict
-    from facegender.serve import create_app
+    from facegender.runtime.predict import predict
+    from facegender.serve.app import create_app
 
     folder = tmp_path_factory.mktemp("fuzz")
     uploads = []

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from facegender.errors import ImageError
-from facegender.images import center_crop, load_image, prepare
+from facegender.faces.images import center_crop, load_image, prepare
 
 
 def save(image: Image.Image, path, **kw):

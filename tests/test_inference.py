@@ -10,7 +10,7 @@ import pytest
 from conftest import cli
 
 from facegender.errors import FaceGenderError
-from facegender.inference import Classifier
+from facegender.runtime.inference import Classifier
 
 onnx = pytest.importorskip("onnx")
 

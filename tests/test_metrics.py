@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from facegender import metrics
+from facegender.evaluation import metrics
 
 
 def test_threshold_maximises_macro_f1():
@@ -63,7 +63,7 @@ def test_report_text_names_threshold_and_classes():
 
 
 def test_slice_gaps_are_best_minus_worst_group_with_enough_photos():
-    from facegender.metrics import slice_gaps
+    from facegender.evaluation.metrics import slice_gaps
 
     slices = {
         "race": {

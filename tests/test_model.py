@@ -9,7 +9,7 @@ keras = pytest.importorskip("keras")
 
 from facegender import config as cfg  # noqa: E402
 from facegender.errors import FaceGenderError  # noqa: E402
-from facegender.model import backbone_of, build_model, make_loss, set_trainable  # noqa: E402
+from facegender.training.model import backbone_of, build_model, make_loss, set_trainable  # noqa: E402
 
 
 @pytest.mark.parametrize("alpha", [None, 0.25, 0.8])  # None: the seed preset's 0.5
@@ -77,7 +77,7 @@ def test_batch_norm_follows_training_only_in_the_fine_tuned_layers():
 def test_training_metrics_read_blended_labels_as_their_class():
     """mixup blends labels; the training accuracy and AUC must still score against the class each label leans to
     (Keras's own AUC counts any label above 0 as a positive)."""
-    from facegender.train import _metrics
+    from facegender.training.train import _metrics
 
     y = np.array([[0.9], [0.2], [0.7], [0.1], [1.0], [0.0]], np.float32)  # classes 1, 0, 1, 0, 1, 0
     p = np.array([[0.8], [0.3], [0.6], [0.4], [0.9], [0.5]], np.float32)  # every positive ranked above
@@ -92,7 +92,7 @@ def test_training_metrics_read_blended_labels_as_their_class():
 
 
 def test_a_backbone_saved_as_arrays_starts_another_model_at_any_input_size(tmp_path):
-    from facegender.model import save_backbone_arrays
+    from facegender.training.model import save_backbone_arrays
 
     trained = build_model(cfg.resolve("default", {"image_size": 64, "backbone_weights": "none"}))
     for variable in backbone_of(trained).weights[:5]:  # weights no fresh network would have
@@ -117,7 +117,7 @@ def test_a_damaged_or_foreign_backbone_file_is_one_clear_error(tmp_path):
 
 
 def test_face_backbone_is_a_named_choice(monkeypatch, tmp_path):
-    from facegender import model
+    from facegender.training import model
 
     monkeypatch.setattr(model, "FACE_BACKBONE", tmp_path / "missing.npz")
     with pytest.raises(FaceGenderError, match=r"face-pretrained backbone .* is missing"):

@@ -10,7 +10,7 @@ from browser import launch
 from conftest import make_dataset
 
 from facegender.data import scan_dataset
-from facegender.evaluate import write_evaluation
+from facegender.evaluation.evaluate import write_evaluation
 
 
 @pytest.fixture

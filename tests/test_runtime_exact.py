@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, grey_photo
 
-from facegender.predict import FIELDS
+from facegender.runtime.predict import FIELDS
 
 
 def calibrated(p: float, temperature: float) -> float:
@@ -143,7 +143,7 @@ def test_the_web_service_reports_calibrated_probabilities_and_labels(brightness_
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from facegender.serve import create_app
+    from facegender.serve.app import create_app
 
     client = TestClient(create_app(brightness_model(threshold=0.6, temperature=2.0)))
     files = []

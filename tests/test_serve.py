@@ -17,8 +17,8 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-from facegender.detect import MIN_SCORE
-from facegender.serve import create_app
+from facegender.faces.detect import MIN_SCORE
+from facegender.serve.app import create_app
 
 
 @pytest.fixture(scope="module")
@@ -245,9 +245,9 @@ def test_api_docs_render_in_chromium_offline(live_server):
 
 
 def test_a_missing_detector_fails_only_the_requests_that_detect(onnx_model, tmp_path, monkeypatch):
-    import facegender.detect
+    import facegender.faces.detect
 
-    monkeypatch.setattr(facegender.detect, "DETECTOR_DIR", tmp_path)  # as if the install lost the files
+    monkeypatch.setattr(facegender.faces.detect, "DETECTOR_DIR", tmp_path)  # as if the install lost the files
     client = TestClient(create_app(onnx_model))  # starts: the detector is loaded on first use
     files = {"file": ("face.png", png_bytes(), "image/png")}
     failed = client.post("/predict", files=files)

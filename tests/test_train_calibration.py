@@ -40,7 +40,7 @@ def calibrated(p: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def finish(tmp_path: Path, monkeypatch, calibrate: bool) -> dict:
-    from facegender import export, train
+    from facegender.training import export, train
 
     def no_export(*args, **kwargs):  # the stand-in cannot be exported; training logs this and goes on
         raise train.FaceGenderError("no ONNX export of a stand-in")
@@ -59,7 +59,7 @@ def finish(tmp_path: Path, monkeypatch, calibrate: bool) -> dict:
 
 
 def test_the_threshold_is_tuned_on_the_calibrated_probabilities(tmp_path, monkeypatch):
-    from facegender.metrics import tune_threshold
+    from facegender.evaluation.metrics import tune_threshold
 
     meta = finish(tmp_path, monkeypatch, calibrate=True)
     temperature, threshold = meta["temperature"], meta["threshold"]
@@ -74,7 +74,7 @@ def test_the_threshold_is_tuned_on_the_calibrated_probabilities(tmp_path, monkey
 
 
 def test_without_calibration_the_temperature_is_one(tmp_path, monkeypatch):
-    from facegender.metrics import tune_threshold
+    from facegender.evaluation.metrics import tune_threshold
 
     meta = finish(tmp_path, monkeypatch, calibrate=False)
     assert meta["temperature"] == 1.0

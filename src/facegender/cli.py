@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     _require("serve", "fastapi", "uvicorn", "multipart", "fastapi_offline")
-    from facegender.serve import run
+    from facegender.serve.app import run
 
     if args.workers < 1 or args.max_batch < 1 or not 0 < args.max_upload_mb <= 1e6:
         raise FaceGenderError(
@@ -211,7 +211,7 @@ def _train(args: argparse.Namespace) -> int:
             )
         if not args.resume:
             raise FaceGenderError("--resume needs a run folder, got an empty name (an unset shell variable?)")
-        from facegender.train import resume
+        from facegender.training.train import resume
 
         return _trained(_interruptible(args.resume, resume, args.resume))
     if not args.data:
@@ -227,7 +227,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides["preset"] = args.preset
     config = cfg.resolve(overrides.get("preset", "default"), overrides)
 
-    from facegender.train import next_run_dir, train
+    from facegender.training.train import next_run_dir, train
 
     out = Path(args.out) if args.out else next_run_dir()
     if (out / "model.keras").is_file():
@@ -249,7 +249,7 @@ def _interruptible(run_dir: str | Path, function: Any, *args: Any) -> Any:
     """Run training so that Ctrl-C or SIGTERM stop it cleanly, naming the command that resumes it."""
     import signal
 
-    from facegender.train import STOP_REQUESTED
+    from facegender.training.train import STOP_REQUESTED
 
     def on_signal(signum: int, frame: Any) -> None:
         STOP_REQUESTED.set()  # training also stops at its next batch if this exception gets lost
@@ -294,7 +294,7 @@ def _require(extra: str, *modules: str) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     _require("eval", "sklearn", "matplotlib", *(["albumentations"] if args.corrupt else []))
-    from facegender.evaluate import evaluate
+    from facegender.evaluation.evaluate import evaluate
 
     result = evaluate(
         args.data, args.out, args.model, args.threshold, corrupt=args.corrupt, corrupt_seed=args.corrupt_seed
@@ -311,7 +311,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if result.get("no_face", {}).get("count"):
         print(f"no face found in {result['no_face']['count']} photo(s): scored on the whole photo (see metrics.json)")
     if result.get("robustness"):
-        from facegender.corrupt import robustness_table
+        from facegender.evaluation.corrupt import robustness_table
 
         print(robustness_table(result["robustness"]))
     for skipped in result["skipped"]:
@@ -323,7 +323,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from facegender.predict import format_results, parse_band, predict
+    from facegender.runtime.predict import format_results, parse_band, predict
 
     if args.batch_size < 1:
         raise FaceGenderError("--batch-size must be >= 1")
@@ -360,10 +360,10 @@ def _export(args: argparse.Namespace) -> int:
     _require("train", "tensorflow", "keras", "tf2onnx", "onnx")
     import json
 
-    from facegender.export import calibration_images, export_model
     from facegender.files import ensure_writable
-    from facegender.inference import ModelInfo, resolve_model_path
-    from facegender.model import load_keras_model
+    from facegender.runtime.inference import ModelInfo, resolve_model_path
+    from facegender.training.export import calibration_images, export_model
+    from facegender.training.model import load_keras_model
 
     given = Path(args.model)
     if given.is_file() and given.suffix.lower() not in (".keras", ".h5"):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from facegender import CLASS_NAMES
-from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import FACE_FRAMING_SIDE, IMAGE_EXTENSIONS, load_image, prepare
+from facegender.faces.detect import FaceDetector, face_inputs
+from facegender.faces.images import FACE_FRAMING_SIDE, IMAGE_EXTENSIONS, load_image, prepare
 from facegender.system import usable_cpus
 
 MIN_IMAGES_PER_CLASS = 2

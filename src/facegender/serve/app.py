@@ -23,11 +23,11 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegender import __version__
-from facegender.detect import FaceDetector, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import decode_image
-from facegender.inference import Classifier
-from facegender.predict import error_row, face_rows, parse_band
+from facegender.faces.detect import FaceDetector, face_inputs
+from facegender.faces.images import decode_image
+from facegender.runtime.inference import Classifier
+from facegender.runtime.predict import error_row, face_rows, parse_band
 
 Band = Annotated[
     str | None,
@@ -39,7 +39,7 @@ Detect = Annotated[
           "off: the photo is one face crop"),
 ]  # fmt: skip
 
-log = logging.getLogger("facegender.serve")
+log = logging.getLogger("facegender.serve.app")
 
 
 class ApiError(Exception):

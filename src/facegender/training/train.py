@@ -33,8 +33,8 @@ from facegender.data import (
 )
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import atomic_write_bytes, display_name
-from facegender.inference import FORMAT_VERSION
 from facegender.progress import bar
+from facegender.runtime.inference import FORMAT_VERSION
 
 DataArg = str | Path | list[str] | list[Path]
 ValArg = str | Path | list[str] | list[Path] | None
@@ -267,7 +267,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from facegender.model import build_model
+    from facegender.training.model import build_model
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -332,13 +332,13 @@ def _fit_phases(session, full_model, model, trainable_layers, make_train, val_ds
 
     `model` is what fit() runs: the whole network `full_model`, or its part above the cache layer (same layers,
     shared weights). make_train(epochs) returns the training dataset for that many epochs of `steps` batches.
-    Every epoch and the end of each phase are checkpointed (facegender.checkpoint), so a resume continues
+    Every epoch and the end of each phase are checkpointed (facegender.training.checkpoint), so a resume continues
     after the last completed epoch with the optimizer's and the callbacks' state, and skips a finished phase.
     """
     import keras
 
-    from facegender import checkpoint
-    from facegender.model import make_loss, set_trainable
+    from facegender.training import checkpoint
+    from facegender.training.model import make_loss, set_trainable
 
     config = session.config
 
@@ -430,7 +430,7 @@ def _fit_streaming(session, model, x_train, y_train, indices, x_val, y_val, rng)
     config = session.config
     import tensorflow as tf
 
-    from facegender.augment import build_augmenter
+    from facegender.training.augment import build_augmenter
 
     augmenter = build_augmenter(config, config.seed)
     steps = -(-len(indices) // config.batch_size)
@@ -452,8 +452,8 @@ def _fit_cached(session, model, x_train, y_train, indices, x_val, y_val, rng):  
     import keras
     import tensorflow as tf
 
-    from facegender.augment import augment_views
-    from facegender.model import backbone_of
+    from facegender.training.augment import augment_views
+    from facegender.training.model import backbone_of
 
     config = session.config
     backbone = backbone_of(model)
@@ -547,9 +547,10 @@ def _finish(
     skipped: list[ImageError],
 ) -> Path:
     """Tune the threshold on validation, evaluate, save model.keras, model.json, model.onnx and plots."""
-    from facegender import calibration, metrics, plots
-    from facegender.evaluate import write_evaluation
-    from facegender.export import export_onnx
+    from facegender.evaluation import metrics, plots
+    from facegender.evaluation.evaluate import write_evaluation
+    from facegender.runtime import calibration
+    from facegender.training.export import export_onnx
 
     raw = model.predict(x_val.astype(np.float32), batch_size=config.batch_size, verbose=0).reshape(-1)
     temperature = calibration.fit_temperature(val_set.labels, raw) if config.calibrate else 1.0
@@ -630,7 +631,7 @@ def _finish(
 def _evaluate_sources(out: Path, val_set: Dataset, p_val: np.ndarray, threshold: float) -> dict[str, Any]:
     """With several validation folders, a full evaluation of each (out/<source>/) at the model's one threshold, and
     {"sources": {name: accuracy, macro_f1, female_recall, n}, "sources_mean_macro_f1", "sources_worst_macro_f1"}."""
-    from facegender.evaluate import write_evaluation
+    from facegender.evaluation.evaluate import write_evaluation
 
     names = list(dict.fromkeys(val_set.columns.get(SOURCE_COLUMN, [])))
     if len(names) < 2:

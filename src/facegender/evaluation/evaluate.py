@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from facegender import CLASS_NAMES, calibration, metrics, plots
+from facegender import CLASS_NAMES
 from facegender.data import Dataset, refuse_inside_class_folders, scan_dataset
 from facegender.errors import FaceGenderError, ImageError
+from facegender.evaluation import metrics, plots
+from facegender.evaluation.report import write_report
 from facegender.files import display_name, ensure_writable
-from facegender.inference import Classifier
 from facegender.progress import bar
-from facegender.report import write_report
+from facegender.runtime import calibration
+from facegender.runtime.inference import Classifier
 
 
 def write_evaluation(
@@ -169,7 +171,7 @@ def evaluate(
             "files": [dataset.relative(i) for i in no_face],
         }
     if corrupt:
-        from facegender.corrupt import robustness_suite
+        from facegender.evaluation.corrupt import robustness_suite
 
         if threshold != classifier.info.threshold:
             classifier.info.threshold = threshold

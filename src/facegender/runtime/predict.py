@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from facegender import CLASS_NAMES
-from facegender.annotate import Annotator
 from facegender.data import is_image_file, is_special_file, iter_image_files
-from facegender.detect import DETECT_MODES
 from facegender.errors import FaceGenderError, ImageError
+from facegender.faces.detect import DETECT_MODES
+from facegender.faces.images import load_image
 from facegender.files import display_name, ensure_writable, is_stream
-from facegender.images import load_image
-from facegender.inference import Classifier
 from facegender.progress import bar
+from facegender.runtime.annotate import Annotator
+from facegender.runtime.inference import Classifier
 
 FIELDS = ("file", "face_index", "box", "face_score", "label", "p_male", "threshold", "error")
 

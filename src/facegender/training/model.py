@@ -18,7 +18,7 @@ BACKBONE_NAME = "mobilenetv2_1.00_224"
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 # The bundled model's backbone, fine-tuned on faces (float16, written by scripts/ship_default_model.py): what
 # `--backbone-weights face` starts from, offline, right after installing.
-FACE_BACKBONE = Path(__file__).parent / "models" / "default" / "face_backbone.npz"
+FACE_BACKBONE = Path(__file__).parents[1] / "models" / "default" / "face_backbone.npz"
 BACKBONE_CHOICES = ("imagenet", "face", "none")
 
 

@@ -16,10 +16,10 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from facegender.errors import FaceGenderError
-from facegender.images import FACE_FRAMING_SIDE, center_crop, frame_face, prepare
+from facegender.faces.images import FACE_FRAMING_SIDE, center_crop, frame_face, prepare
 from facegender.system import usable_cpus
 
-DETECTOR_DIR = Path(__file__).parent / "models" / "detector"
+DETECTOR_DIR = Path(__file__).parents[1] / "models" / "detector"
 # The confidence needed to report a face, chosen by benchmarks/face_or_not.py (see models/detector/README.md): with
 # MediaPipe's 0.5, 8 of 28 photos without a face that ship in scikit-image, scikit-learn and matplotlib (a cat, a cup
 # of coffee, a flower, ...) got a face, and 13 % of generated ones. A second look, tried only on a photo in which

@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 
 from facegender import CLASS_NAMES
-from facegender.calibration import apply_temperature
-from facegender.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import FACE_FRAMING_SIDE, load_image
+from facegender.faces.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs
+from facegender.faces.images import FACE_FRAMING_SIDE, load_image
+from facegender.runtime.calibration import apply_temperature
 from facegender.system import usable_cpus
 
 METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
 FORMAT_VERSION = 1  # of model.json / the embedded metadata; a newer one is refused with a clear message
 MODEL_FILES = ("model.onnx", "model.tflite", "model.keras", "model.h5")
 MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5")
-BUNDLED_MODEL = Path(__file__).parent / "models" / "default"
+BUNDLED_MODEL = Path(__file__).parents[1] / "models" / "default"
 
 
 @dataclass
@@ -283,7 +283,7 @@ class Classifier:
                 f"running the Keras model {path} needs {', '.join(missing)}: install it with pip install "
                 f"'facegender[train]', or pass the model's ONNX export (facegender export --model {path})"
             )
-        from facegender.model import load_keras_model
+        from facegender.training.model import load_keras_model
 
         keras_model = load_keras_model(path)
         info, source = _read_metadata(path)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from facegender import metrics
 from facegender.data import Dataset
 from facegender.errors import FaceGenderError, ImageError
-from facegender.images import load_image
-from facegender.inference import Classifier
+from facegender.evaluation import metrics
+from facegender.faces.images import load_image
 from facegender.progress import bar
+from facegender.runtime.inference import Classifier
 
 SEVERITIES = (1, 2, 3)
 

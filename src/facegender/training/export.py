@@ -11,7 +11,7 @@ import numpy as np
 
 from facegender.errors import FaceGenderError
 from facegender.files import atomic_write_bytes
-from facegender.inference import METADATA_KEY, sidecar_path
+from facegender.runtime.inference import METADATA_KEY, sidecar_path
 
 
 def export_model(
