@@ -27,7 +27,8 @@ def main() -> None:
 
     from facegender.data import load_images, scan_dataset
     from facegender.evaluation.metrics import macro_f1, predict_labels
-    from facegender.runtime.inference import Classifier, ModelInfo
+    from facegender.runtime.inference import Classifier
+    from facegender.runtime.schema import ModelInfo
     from facegender.training.export import calibration_images, export_model
     from facegender.training.model import load_keras_model
 

@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from facegender.data import iter_image_files, load_images
+    from facegender.data import load_images
+    from facegender.imagefiles import iter_image_files
     from facegender.runtime.inference import Classifier
 
     files = list(iter_image_files(Path(args.images)))[: args.limit]

@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def payloads(folder: str | None, count: int = 64) -> list[bytes]:
     if folder:
-        from facegender.data import iter_image_files
+        from facegender.imagefiles import iter_image_files
 
         files = list(iter_image_files(Path(folder)))[:count]
         if files:

@@ -31,10 +31,10 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 KERAS_COLD = """
 import sys, numpy as np, keras
-from facegender.runtime.inference import _read_metadata
+from facegender.runtime.schema import read_metadata
 from facegender.faces.images import load_prepared
 from pathlib import Path
-path = Path(sys.argv[1]); info = _read_metadata(path)
+path = Path(sys.argv[1]); info = read_metadata(path)
 model = keras.models.load_model(path, compile=False)
 x = load_prepared(sys.argv[2], info.image_size, info.crop)[None].astype('float32')
 print(float(model.predict(x, verbose=0)[0, 0]))
@@ -57,9 +57,10 @@ def model_throughputs(keras_file: Path, onnx_file: Path, files: list[Path]) -> t
     import numpy as np
 
     from facegender.data import load_images
-    from facegender.runtime.inference import Classifier, _read_metadata
+    from facegender.runtime.inference import Classifier
+    from facegender.runtime.schema import read_metadata
 
-    info = _read_metadata(keras_file)
+    info = read_metadata(keras_file)
     model = keras.models.load_model(keras_file, compile=False)
     images, _, _ = load_images(files, info.image_size, info.crop)
     batch = images.astype(np.float32)
@@ -87,7 +88,7 @@ def main() -> None:
     for needed in (keras_file, onnx_file):
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: pass a run folder written by facegender train")
-    from facegender.data import iter_image_files
+    from facegender.imagefiles import iter_image_files
 
     files = list(iter_image_files(Path(args.images)))
     cli = [sys.executable, "-m", "facegender", "predict"]

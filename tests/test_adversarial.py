@@ -48,11 +48,11 @@ def test_output_into_a_read_only_folder_is_refused_before_any_work(tmp_path, bri
 
 def test_output_check_comes_before_reading_any_photo(tmp_path, brightness_model, monkeypatch):
     from facegender.errors import FaceGenderError
-    from facegender.runtime import inference
+    from facegender.faces import detect
     from facegender.runtime.predict import predict
 
     read = []
-    monkeypatch.setattr(inference, "load_image", lambda path: read.append(path))
+    monkeypatch.setattr(detect, "load_image", lambda path: read.append(path))  # where read_faces reads a photo
     photo = grey_photo(tmp_path / "a.png", 128)
     with pytest.raises(FaceGenderError, match="cannot write to"):
         list(predict([str(photo)], brightness_model(), detect="off", output=photo / "x.json"))

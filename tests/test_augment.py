@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from facegender.conditions import MIN_DEGRADED_SIDE, adverse_condition
 from facegender.config import DEFAULT
-from facegender.training.augment import MIN_DEGRADED_SIDE, augment_views, build_adverse
+from facegender.training.augment import augment_views
 
 pytest.importorskip("albumentations")
 
@@ -46,7 +47,7 @@ def test_a_square_of_another_count_is_refused():
 def test_down_scaling_leaves_a_face_at_every_resolution(side):
     import albumentations as A
 
-    downscale = next(t for t in build_adverse(DEFAULT, side).transforms if isinstance(t, A.Downscale))
+    downscale = next(t for t in adverse_condition(DEFAULT.adverse, side).transforms if isinstance(t, A.Downscale))
     low, high = downscale.scale_range
     assert round(low * side) >= MIN_DEGRADED_SIDE or low == 1.0
     assert low <= high <= 1.0
@@ -56,5 +57,5 @@ def test_down_scaling_leaves_a_face_at_every_resolution(side):
 def test_blur_scales_with_the_resolution(side):
     import albumentations as A
 
-    blur = next(t for t in build_adverse(DEFAULT, side).transforms if isinstance(t, A.GaussianBlur))
+    blur = next(t for t in adverse_condition(DEFAULT.adverse, side).transforms if isinstance(t, A.GaussianBlur))
     assert blur.sigma_limit[1] == pytest.approx(max(0.5, 3.0 * side / 160))

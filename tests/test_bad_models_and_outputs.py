@@ -145,7 +145,7 @@ def test_unreadable_file_is_named(tmp_path, onnx_model):
 
 
 def test_facegender_error_is_the_only_exception_type_for_user_errors():
-    from facegender.runtime.inference import resolve_model_path
+    from facegender.runtime.schema import resolve_model_path
 
     with pytest.raises(FaceGenderError):
         resolve_model_path("/nonexistent/model.onnx")

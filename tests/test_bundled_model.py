@@ -11,7 +11,8 @@ import pytest
 from conftest import LFW, portrait
 
 from facegender.data import scan_dataset
-from facegender.runtime.inference import BUNDLED_MODEL, Classifier
+from facegender.runtime.inference import Classifier
+from facegender.runtime.schema import BUNDLED_MODEL
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 pytestmark = pytest.mark.skipif(not (BUNDLED_MODEL / "model.onnx").is_file(), reason="no bundled model in this tree")

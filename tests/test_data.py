@@ -74,7 +74,7 @@ def test_oversampling_balances_classes_and_weights_follow():
 def test_folder_scan_skips_fifos_but_keeps_links_that_cannot_be_followed(tmp_path):
     import os
 
-    from facegender.data import iter_image_files
+    from facegender.imagefiles import iter_image_files
 
     root = make_dataset(tmp_path / "d", n_female=2, n_male=2)
     os.mkfifo(root / "female" / "fifo.jpg")

@@ -35,7 +35,7 @@ def bundled_threshold() -> float:
     """The threshold stored in the bundled model, read with ONNX Runtime alone (not facegender's loader)."""
     import onnxruntime
 
-    from facegender.runtime.inference import BUNDLED_MODEL
+    from facegender.runtime.schema import BUNDLED_MODEL
 
     session = onnxruntime.InferenceSession(str(BUNDLED_MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
     return json.loads(session.get_modelmeta().custom_metadata_map["facegender"])["threshold"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, grey_photo
 
-from facegender.runtime.predict import FIELDS
+from facegender.runtime.rows import FIELDS
 
 
 def calibrated(p: float, temperature: float) -> float:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from facegender import __version__
-from facegender.errors import FaceGenderError
-from facegender.system import VERBOSE_VARIABLE
+from facegender.errors import FaceGenderError, InvalidOption
+from facegender.training.tf_import import VERBOSE_VARIABLE
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -219,13 +219,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.out == "":
         raise FaceGenderError("--out is an empty name (an unset shell variable?); name the run folder")
 
-    overrides: dict[str, Any] = cfg.load_overrides(args.config) if args.config else {}
-    for name in flags:
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.preset is not None:  # the flag beats the config file's preset, as every flag beats the file
-        overrides["preset"] = args.preset
-    config = cfg.resolve(overrides.get("preset", "default"), overrides)
+    config = cfg.from_sources(args.preset, args.config, {name: getattr(args, name) for name in flags})
 
     from facegender.training.train import next_run_dir, train
 
@@ -323,7 +317,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from facegender.runtime.predict import format_results, parse_band, predict
+    from facegender.runtime.predict import format_results, predict
+    from facegender.runtime.rows import parse_band
 
     if args.batch_size < 1:
         raise FaceGenderError("--batch-size must be >= 1")
@@ -358,40 +353,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     _require("train", "tensorflow", "keras", "tf2onnx", "onnx")
-    import json
 
-    from facegender.files import ensure_writable
-    from facegender.runtime.inference import ModelInfo, resolve_model_path
-    from facegender.training.export import calibration_images, export_model
-    from facegender.training.model import load_keras_model
+    from facegender.training.export import export_run
 
-    given = Path(args.model)
-    if given.is_file() and given.suffix.lower() not in (".keras", ".h5"):
-        raise FaceGenderError(f"export takes a run folder holding model.keras or a .keras/.h5 file, not {given}")
-    source = given / "model.keras" if given.is_dir() else resolve_model_path(given)
-    if source.suffix not in (".keras", ".h5") or not source.is_file():
-        raise FaceGenderError(
-            f"nothing to export at {given}: pass a run folder holding model.keras or a .keras/.h5 file"
-        )
-    metadata_file = source.parent / "model.json" if source.name == "model.keras" else source.with_suffix(".json")
-    metadata: dict[str, Any] = {}
-    if metadata_file.is_file():
-        try:
-            metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FaceGenderError(f"{metadata_file} is not valid JSON ({exc}); retrain or restore it") from None
-    info = ModelInfo.from_dict(metadata, str(metadata_file))  # the metadata the export will carry must be readable
-    out_path = Path(args.out)
-    if out_path.is_dir():
-        raise FaceGenderError(f"--out {out_path} is a folder; give a file name, e.g. {out_path / 'model.onnx'}")
-    ensure_writable(out_path.parent)  # before loading TensorFlow and the model, not after
-    samples = None
-    if args.format == "tflite-int8":
-        samples = calibration_images(
-            args.data or (metadata.get("training", {}).get("data") or [None])[0], info, args.samples
-        )
-    out = export_model(load_keras_model(source), out_path, metadata, args.format, samples)
-    print(out)
+    print(export_run(Path(args.model), Path(args.out), args.format, args.data, args.samples))
     return 0
 
 
@@ -409,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         _sigterm_as_interrupt()
     try:
         return COMMANDS[args.command](args)
+    except InvalidOption as exc:  # the library names the parameter; the CLI words it as its flag
+        print(f"error: {exc.worded('--' + exc.name.replace('_', '-'))}", file=sys.stderr)
+        return 2
     except FaceGenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from facegender.errors import FaceGenderError
+from facegender.runtime.schema import RANGES
 
 
 @dataclass
@@ -93,9 +94,11 @@ class Config:
     def validate(self) -> None:
         """Refuse values that cannot train, with a message naming the field."""
         checks = [
-            (32 <= self.image_size <= 512, "image_size must be between 32 and 512"),
-            (0.1 <= self.crop <= 1.0, "crop must be a fraction in [0.1, 1.0]"),
-            (1.0 <= self.face_scale <= 4.0, "face_scale must be in [1, 4] face-box widths"),
+            *(
+                (low <= getattr(self, name) <= high, f"{name} must be in [{low:g}, {high:g}]")
+                for name, (low, high) in RANGES.items()
+                if name in ("image_size", "crop", "face_scale")  # the ones a model takes from its config
+            ),
             (self.trainable_layers >= -1, "trainable_layers must be -1 (all) or >= 0"),
             (self.head_units >= 1, "head_units must be >= 1"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
@@ -277,3 +280,13 @@ def _to_bool(value: Any) -> bool:
     if str(value).lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(value)
+
+
+def from_sources(preset: str | None, config_file: str | Path | None, flags: dict[str, Any]) -> Config:
+    """The training config from a preset, a config file and flags, each beating the one before: the file's values
+    beat its preset's, a flag (not None) beats the file, and a `preset` given beside the file beats the file's."""
+    overrides: dict[str, Any] = load_overrides(config_file) if config_file else {}
+    overrides.update({name: value for name, value in flags.items() if value is not None})
+    if preset is not None:
+        overrides["preset"] = preset
+    return resolve(overrides.get("preset", "default"), overrides)

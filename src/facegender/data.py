@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,9 @@ import numpy as np
 
 from facegender import CLASS_NAMES
 from facegender.errors import FaceGenderError, ImageError
-from facegender.faces.detect import FaceDetector, face_inputs
-from facegender.faces.images import FACE_FRAMING_SIDE, IMAGE_EXTENSIONS, load_image, prepare
+from facegender.faces.detect import FaceDetector, read_faces
+from facegender.faces.images import FACE_FRAMING_SIDE, prepare
+from facegender.imagefiles import iter_image_files
 from facegender.system import usable_cpus
 
 MIN_IMAGES_PER_CLASS = 2
@@ -102,40 +102,6 @@ def refuse_inside_class_folders(out: Path, files: Iterable[Path], option: str = 
                 f"{option} {out} is inside the class folder {folder}: its images would be read as photos the next "
                 "time; choose a folder outside the dataset's class folders"
             )
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def iter_image_files(folder: Path) -> Iterator[Path]:
-    """Image files under folder, recursively, sorted, following no symlinked folders (no loops).
-
-    A FIFO, device or socket named like an image is skipped: reading a FIFO would wait forever. A link that
-    cannot be followed (dangling, a loop) is kept, and so is a folder that cannot be listed, so that each is
-    reported as unreadable rather than silently left out.
-    """
-    unreadable: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(
-        folder, onerror=lambda exc: unreadable.append(Path(exc.filename or folder)), followlinks=False
-    ):
-        yield from unreadable
-        unreadable.clear()
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if is_image_file(path) and not is_special_file(path):
-                yield path
-    yield from unreadable
-
-
-def is_special_file(path: Path) -> bool:
-    """True for something that exists (links followed) but is not a regular file or folder: FIFO, device, socket."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _class_folders(root: Path) -> dict[str, Path]:
@@ -307,18 +273,14 @@ def load_images(
     detector = FaceDetector(threads=1) if face_crops else None
 
     def work(path: Path) -> tuple[np.ndarray, np.ndarray | None] | ImageError:
-        try:
-            image = load_image(path)
-            faces = face_inputs(image, size, crop, detector, "auto", True, whole_if_none=True, face_scale=face_scale)
-            face = faces[0]
-            if squares is None:
-                return face.image, None
-            square = face.square if face.square is not None else face.image
-            return face.image, (square.copy() if len(square) < size else prepare(square, size))
-        except ImageError as exc:
-            return exc
-        except Exception as exc:  # e.g. out of memory on one huge photo: named and skipped like unreadable ones
-            return ImageError(str(path), f"could not process the image ({type(exc).__name__}: {exc})")
+        faces = read_faces(path, size, crop, detector, "auto", True, True, face_scale)
+        if isinstance(faces, ImageError):
+            return faces
+        face = faces[0]
+        if squares is None:
+            return face.image, None
+        square = face.square if face.square is not None else face.image
+        return face.image, (square.copy() if len(square) < size else prepare(square, size))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for index, result in enumerate(pool.map(work, files)):

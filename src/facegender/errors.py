@@ -12,3 +12,18 @@ class ImageError(FaceGenderError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class InvalidOption(FaceGenderError):
+    """A parameter out of its range or form. It carries the parameter's name, so each interface words it its own
+    way: the CLI as a flag (--abstain-band), the web service as the form field (abstain_band)."""
+
+    def __init__(self, name: str, requirement: str, value: object) -> None:
+        self.name = name
+        self.requirement = requirement
+        self.value = value
+        super().__init__(self.worded(name))
+
+    def worded(self, name: str) -> str:
+        shown = repr(self.value) if isinstance(self.value, str) else self.value
+        return f"{name} {self.requirement}, got {shown}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 
 def usable_cpus() -> int:
@@ -14,49 +16,13 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-VERBOSE_VARIABLE = "FACEGENDER_VERBOSE"  # set by `facegender --verbose`: TensorFlow imported as it is, chatter and all
+def onnx_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session with `threads` intra-op threads (default: the usable CPUs), one inter-op thread
+    and its warnings off. The face detector and the classifier both run through this."""
+    import onnxruntime as ort
 
-
-def import_tensorflow() -> None:
-    """Import TensorFlow and Keras with TensorFlow's C++ start-up lines hidden.
-
-    TensorFlow 2.21 prints its oneDNN, absl and CPU-feature notices to file descriptor 2 before it reads
-    TF_CPP_MIN_LOG_LEVEL, once at import and again at the first operation, around the progress a command should
-    show. Both happen here with descriptor 2 pointed at a temporary file, which is replayed if the import fails.
-    """
-    import sys
-
-    if "keras" in sys.modules and "tensorflow" in sys.modules:
-        return
-    if os.environ.get(VERBOSE_VARIABLE):
-        import keras
-        import tensorflow  # noqa: F401
-
-        return
-    import tempfile
-
-    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # TensorFlow's spurious E-lines too (real errors raise)
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import warnings
-
-    # Keras warns that fit's default shuffle=True is ignored for a tf.data input (ours is shuffled by design);
-    # tf2onnx touches the removed np.object (a FutureWarning) while exporting
-    warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r"In the future `np.object`", category=FutureWarning)
-    with tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            import keras
-            import tensorflow as tf
-
-            keras.ops.add(tf.zeros(1), 1.0)  # the first operation: TensorFlow's second round of notices
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or usable_cpus()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -13,38 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from facegender.conditions import CONDITIONS, SEVERITIES, corruption
 from facegender.data import Dataset
 from facegender.errors import FaceGenderError, ImageError
 from facegender.evaluation import metrics
 from facegender.faces.images import load_image
 from facegender.progress import bar
 from facegender.runtime.inference import Classifier
-
-SEVERITIES = (1, 2, 3)
-
-
-def corruption(name: str, severity: int) -> Any:
-    """The albumentations transform for one condition at severity 1 (mild) to 3 (severe), always applied."""
-    import albumentations as A
-
-    s = severity - 1
-    table = {
-        "blur": lambda: A.GaussianBlur(blur_limit=0, sigma_limit=((1.0, 2.0, 3.5)[s],) * 2, p=1),
-        "motion_blur": lambda: A.MotionBlur(blur_limit=((7, 7), (13, 13), (21, 21))[s], p=1),
-        "fog": lambda: A.RandomFog(fog_coef_range=((0.3, 0.3), (0.5, 0.5), (0.8, 0.8))[s], alpha_coef=0.1, p=1),
-        "rain": lambda: A.RandomRain(rain_type=("drizzle", "heavy", "torrential")[s], p=1),
-        "low_light": lambda: A.RandomGamma(gamma_limit=((180, 180), (260, 260), (380, 380))[s], p=1),
-        "noise": lambda: A.GaussNoise(std_range=((0.08, 0.08), (0.16, 0.16), (0.3, 0.3))[s], p=1),
-        "jpeg": lambda: A.ImageCompression(quality_range=((30, 30), (15, 15), (6, 6))[s], p=1),
-        "downscale": lambda: A.Downscale(scale_range=((0.5, 0.5), (0.3, 0.3), (0.15, 0.15))[s], p=1),
-        "overexposure": lambda: A.RandomBrightnessContrast(
-            brightness_limit=((0.3, 0.3), (0.5, 0.5), (0.7, 0.7))[s], contrast_limit=(-0.3, -0.3), p=1
-        ),
-    }
-    return table[name]()
-
-
-CONDITIONS = ("blur", "motion_blur", "fog", "rain", "low_light", "noise", "jpeg", "downscale", "overexposure")
 
 
 def clean_subset(dataset: Dataset) -> Dataset:

@@ -21,6 +21,7 @@ from facegender.files import display_name, ensure_writable
 from facegender.progress import bar
 from facegender.runtime import calibration
 from facegender.runtime.inference import Classifier
+from facegender.runtime.schema import check_threshold
 
 
 def write_evaluation(
@@ -139,8 +140,7 @@ def evaluate(
 
     With corrupt=True, also run the robustness suite on the clean photos (see corrupt.py) into out/robustness/.
     """
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    check_threshold(threshold)
     if not str(data) or not str(out):
         raise FaceGenderError("--data and --out need a folder, got an empty path (an unset shell variable?)")
     dataset = scan_dataset(data, min_per_class=1)

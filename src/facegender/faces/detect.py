@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from facegender.errors import FaceGenderError
-from facegender.faces.images import FACE_FRAMING_SIDE, center_crop, frame_face, prepare
-from facegender.system import usable_cpus
+from facegender.errors import FaceGenderError, ImageError
+from facegender.faces.images import FACE_FRAMING_SIDE, center_crop, frame_face, load_image, prepare
+from facegender.system import onnx_session
 
 DETECTOR_DIR = Path(__file__).parents[1] / "models" / "detector"
 # The confidence needed to report a face, chosen by benchmarks/face_or_not.py (see models/detector/README.md): with
@@ -152,11 +152,6 @@ class FaceDetector:
         zoom_outs: tuple[float, ...] = ZOOM_OUTS,
         check_keypoints: bool = True,
     ):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or usable_cpus()
-        options.log_severity_level = 3
         self.min_score = min_score
         self.zoom_outs = zoom_outs
         self.check_keypoints = check_keypoints
@@ -166,7 +161,7 @@ class FaceDetector:
             if not path.is_file():
                 raise FaceGenderError(f"face detector model missing: {path}; reinstall facegender or use --no-detect")
             try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                session = onnx_session(path, threads)
             except Exception as exc:
                 raise FaceGenderError(
                     f"face detector model {path} could not be loaded ({exc}); reinstall facegender or use --no-detect"
@@ -409,3 +404,24 @@ def face_inputs(
         return [framed((0, 0, width, height), image, None)]
     # a square over 4x the input side is scaled down first: bounded memory, the same result after prepare
     return [framed(face.box, frame_face(image, face.extent, 4 * size, face_scale), face.score) for face in faces]
+
+
+def read_faces(
+    path: Path,
+    size: int,
+    crop: float,
+    detector: FaceDetector | None,
+    mode: str,
+    face_crops: bool,
+    whole_if_none: bool,
+    face_scale: float,
+) -> list[FaceInput] | ImageError:
+    """One photo file read into the classifier's inputs (face_inputs), or the ImageError naming why not: an
+    unreadable file, or any failure on this one photo (the detector breaking, memory), so that a batch goes on.
+    Training, evaluation and prediction all read photos through this."""
+    try:
+        return face_inputs(load_image(path), size, crop, detector, mode, face_crops, whole_if_none, face_scale)
+    except ImageError as exc:
+        return exc
+    except Exception as exc:
+        return ImageError(str(path), f"could not process the image ({type(exc).__name__}: {exc})")

@@ -18,8 +18,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facegender.errors import ImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
 # Refuse images above this many pixels before decoding them (decompression bombs); 50 MP covers cameras.
 MAX_PIXELS = 50_000_000
 

@@ -6,146 +6,18 @@ A `.keras` or `.h5` model runs under Keras (imported only then).
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facegender import CLASS_NAMES
 from facegender.errors import FaceGenderError, ImageError
-from facegender.faces.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs
-from facegender.faces.images import FACE_FRAMING_SIDE, load_image
+from facegender.faces.detect import MIN_SCORE, FaceDetector, FaceInput, face_inputs, read_faces
 from facegender.runtime.calibration import apply_temperature
-from facegender.system import usable_cpus
-
-METADATA_KEY = "facegender"  # ONNX metadata_props key holding model.json's content
-FORMAT_VERSION = 1  # of model.json / the embedded metadata; a newer one is refused with a clear message
-MODEL_FILES = ("model.onnx", "model.tflite", "model.keras", "model.h5")
-MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5")
-BUNDLED_MODEL = Path(__file__).parents[1] / "models" / "default"
-
-
-@dataclass
-class ModelInfo:
-    """What a model needs beside its weights to turn a photo into a label."""
-
-    image_size: int = 224
-    crop: float = 1.0
-    threshold: float = 0.5
-    temperature: float = 1.0  # applied to the network's output: p = sigmoid(logit(p_raw) / temperature)
-    face_crops: bool = False  # trained on detected faces framed by images.frame_face instead of whole photos
-    face_scale: float = FACE_FRAMING_SIDE  # that framing square's side, in face-box widths
-    class_names: tuple[str, ...] = CLASS_NAMES
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> ModelInfo:
-        if not isinstance(data, dict):
-            raise FaceGenderError(f"model metadata in {source} is not a JSON object; retrain or re-export the model")
-        version = _typed(data, "format_version", FORMAT_VERSION, source)
-        if version > FORMAT_VERSION:
-            raise FaceGenderError(
-                f"model metadata in {source} has format_version {version}; this facegender reads up to "
-                f"{FORMAT_VERSION}. Upgrade facegender or use a model made by this version."
-            )
-        info = cls(
-            image_size=_typed(data, "image_size", 224, source),
-            crop=_typed(data, "crop", 1.0, source),
-            threshold=_typed(data, "threshold", 0.5, source),
-            temperature=_typed(data, "temperature", 1.0, source),
-            face_crops=_typed(data, "face_crops", False, source),
-            face_scale=_typed(data, "face_scale", FACE_FRAMING_SIDE, source),
-            class_names=_typed(data, "class_names", CLASS_NAMES, source),
-            extra=data,
-        )
-        if info.class_names != CLASS_NAMES:
-            raise FaceGenderError(f"model metadata in {source}: class_names must be {list(CLASS_NAMES)}")
-        if (
-            not 0.0 <= info.threshold <= 1.0
-            or not 16 <= info.image_size <= 1024
-            or not 0 < info.crop <= 1
-            or not 0 < info.temperature < 100
-            or not 1 <= info.face_scale <= 4
-        ):
-            raise FaceGenderError(
-                f"model metadata in {source} has an out-of-range threshold, image_size, crop, temperature or face_scale"
-            )
-        return info
-
-
-def _typed(data: dict[str, Any], name: str, default: Any, source: str) -> Any:
-    """data[name] (or the default) if it has the default's JSON type, else a clear error.
-
-    JSON's true is not an integer here and "false" is not a bool: a loose reading would silently change
-    how photos are framed or scored.
-    """
-    value = data.get(name, default)
-    if isinstance(default, bool):
-        ok, what = type(value) is bool, "true or false"
-    elif isinstance(default, int):
-        ok, what = type(value) is int, "a whole number"
-    elif isinstance(default, float):
-        ok = type(value) in (int, float) and math.isfinite(value)
-        what = "a finite number"
-    else:
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        what = "a list of names"
-    if not ok:
-        raise FaceGenderError(
-            f"model metadata in {source}: {name} must be {what}, got {json.dumps(value)}; "
-            "correct it or re-export the model"
-        )
-    if isinstance(default, float):
-        return float(value)
-    return tuple(value) if isinstance(default, tuple) else value
-
-
-def resolve_model_path(model: str | Path | None) -> Path:
-    """A run folder, a .onnx/.keras/.h5 file, or (None) the bundled default model."""
-    if model is None:
-        path = BUNDLED_MODEL
-        if not any((path / name).is_file() for name in MODEL_FILES):
-            raise FaceGenderError("no bundled default model in this install; pass --model RUN_DIR or a model file")
-    else:
-        path = Path(model)
-    if not path.exists():
-        raise FaceGenderError(f"model not found: {path}")
-    if path.is_dir():
-        for name in MODEL_FILES:
-            if (path / name).is_file():
-                return path / name
-        raise FaceGenderError(f"no model file in {path}; expected one of {', '.join(MODEL_FILES)}")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise FaceGenderError(f"unsupported model file {path}; use a run folder or a {', '.join(MODEL_SUFFIXES)} file")
-    if path.is_file() and path.stat().st_size == 0:  # caught before any runtime (TensorFlow's start-up) loads
-        raise FaceGenderError(f"model file {path} is empty (0 bytes): an interrupted copy or download? copy it again")
-    return path
-
-
-def sidecar_path(model: Path) -> Path:
-    """Where an exported model without embedded metadata keeps it: `model.tflite` -> `model.tflite.json`."""
-    return model.with_name(model.name + ".json")
-
-
-def _read_metadata(path: Path, onnx_props: dict[str, str] | None = None) -> tuple[ModelInfo, str]:
-    """The model's metadata and where it was found (or "no metadata" for the defaults)."""
-    if onnx_props and METADATA_KEY in onnx_props:
-        try:
-            return ModelInfo.from_dict(json.loads(onnx_props[METADATA_KEY]), str(path)), f"the metadata inside {path}"
-        except json.JSONDecodeError as exc:
-            raise FaceGenderError(f"model metadata inside {path} is not valid JSON: {exc}") from exc
-    for sidecar in (sidecar_path(path), path.with_suffix(".json"), path.parent / "model.json"):
-        if sidecar.is_file():
-            try:
-                return ModelInfo.from_dict(json.loads(sidecar.read_text(encoding="utf-8")), str(sidecar)), str(sidecar)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise FaceGenderError(f"{sidecar} is not valid JSON ({exc}); retrain or restore it") from exc
-    return ModelInfo(), "no metadata"  # e.g. a legacy .h5: defaults (224 px, whole image, threshold 0.5)
+from facegender.runtime.schema import ModelInfo, read_metadata, resolve_model_path
+from facegender.system import onnx_session, usable_cpus
 
 
 def _fit_input_size(info: ModelInfo, source: str, path: Path, shape: Any) -> ModelInfo:
@@ -194,6 +66,24 @@ def _check_output_shape(path: Path, shape: Any) -> None:
         )
 
 
+# The one hook between the runtime and TensorFlow: the runtime never imports training/ or TensorFlow (an
+# import-linter contract checks it), so a Keras model is loaded by the function that pyproject.toml registers
+# under this entry-point group (training.model.load_keras_model), looked up only when a .keras/.h5 file is given.
+KERAS_LOADER_GROUP = "facegender.keras_loader"
+
+
+def _keras_loader() -> Callable[[Path], Any]:
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=KERAS_LOADER_GROUP))
+    if not found:
+        raise FaceGenderError(
+            f"this install registers no Keras loader (entry point group {KERAS_LOADER_GROUP}): reinstall facegender "
+            "with pip install 'facegender[train]', or pass an ONNX model"
+        )
+    return found[0].load()
+
+
 class Classifier:
     """A loaded model: `predict(batch)` returns p(male) for uint8 RGB images of shape (N, S, S, 3)."""
 
@@ -215,16 +105,11 @@ class Classifier:
 
     @classmethod
     def _load_onnx(cls, path: Path, threads: int | None) -> Classifier:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or usable_cpus()
-        options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(path, threads)
         except Exception as exc:
             raise FaceGenderError(f"could not load ONNX model {path}: {exc}. Re-export it.") from exc
-        info, source = _read_metadata(path, session.get_modelmeta().custom_metadata_map)
+        info, source = read_metadata(path, session.get_modelmeta().custom_metadata_map)
         network_input = session.get_inputs()[0]
         info = _fit_input_size(info, source, path, network_input.shape)
         _check_output_shape(path, session.get_outputs()[0].shape)
@@ -256,7 +141,7 @@ class Classifier:
         except Exception as exc:
             raise FaceGenderError(f"could not load LiteRT model {path}: {exc}. Re-export it.") from exc
         details = interpreter.get_input_details()[0]
-        info, source = _read_metadata(path)
+        info, source = read_metadata(path)
         info = _fit_input_size(info, source, path, [int(d) for d in details.get("shape_signature", details["shape"])])
         input_index = details["index"]
         output_index = interpreter.get_output_details()[0]["index"]
@@ -283,10 +168,8 @@ class Classifier:
                 f"running the Keras model {path} needs {', '.join(missing)}: install it with pip install "
                 f"'facegender[train]', or pass the model's ONNX export (facegender export --model {path})"
             )
-        from facegender.training.model import load_keras_model
-
-        keras_model = load_keras_model(path)
-        info, source = _read_metadata(path)
+        keras_model = _keras_loader()(path)
+        info, source = read_metadata(path)
         info = _fit_input_size(info, source, path, getattr(keras_model, "input_shape", None))
 
         def run(batch: np.ndarray) -> np.ndarray:
@@ -363,13 +246,7 @@ class Classifier:
             detector = FaceDetector(MIN_SCORE if min_face_score is None else min_face_score, threads=1)
 
         def work(path: Path) -> list[FaceInput] | ImageError:
-            try:
-                image = load_image(path)
-                return face_inputs(image, size, crop, detector, detect, face_crops, whole_if_none, self.info.face_scale)
-            except ImageError as exc:
-                return exc
-            except Exception as exc:  # one photo that breaks the detector or runs out of memory: name it, go on
-                return ImageError(str(path), f"could not process the image ({type(exc).__name__}: {exc})")
+            return read_faces(path, size, crop, detector, detect, face_crops, whole_if_none, self.info.face_scale)
 
         chunk = 8 * batch_size
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -12,17 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from facegender import CLASS_NAMES
-from facegender.data import is_image_file, is_special_file, iter_image_files
-from facegender.errors import FaceGenderError, ImageError
+from facegender.errors import FaceGenderError, ImageError, InvalidOption
 from facegender.faces.detect import DETECT_MODES
 from facegender.faces.images import load_image
 from facegender.files import display_name, ensure_writable, is_stream
+from facegender.imagefiles import is_image_file, is_special_file, iter_image_files
 from facegender.progress import bar
 from facegender.runtime.annotate import Annotator
 from facegender.runtime.inference import Classifier
-
-FIELDS = ("file", "face_index", "box", "face_score", "label", "p_male", "threshold", "error")
+from facegender.runtime.rows import FIELDS, error_row, face_rows
+from facegender.runtime.schema import check_threshold
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
@@ -51,67 +50,6 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
     return files, missing
 
 
-def error_row(file: str, message: str, threshold: float | None = None) -> dict[str, Any]:
-    """An input that could not be read, as `predict --format json` and the web service report it."""
-    return {"file": display_name(file), "face_index": None, "box": None, "face_score": None, "label": "error",
-            "p_male": None, "threshold": threshold, "error": message}  # fmt: skip
-
-
-def no_face_row(file: str, threshold: float | None = None) -> dict[str, Any]:
-    """A photo in which face detection found no face."""
-    return {"file": display_name(file), "face_index": None, "box": None, "face_score": None, "label": "no_face",
-            "p_male": None, "threshold": threshold, "error": None}  # fmt: skip
-
-
-def parse_band(text: str | None) -> tuple[float, float] | None:
-    """'LOW,HIGH' (0 <= LOW < HIGH <= 1) for --abstain-band."""
-    if text is None:
-        return None
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise FaceGenderError(f"--abstain-band takes LOW,HIGH such as 0.35,0.65, got {text!r}") from None
-    if not 0.0 <= low < high <= 1.0:
-        raise FaceGenderError(f"--abstain-band needs 0 <= LOW < HIGH <= 1, got {text!r}")
-    return low, high
-
-
-def result_row(
-    file: str,
-    p_male: float,
-    threshold: float,
-    abstain: tuple[float, float] | None = None,
-    box: tuple[int, int, int, int] | None = None,
-    face_index: int = 0,
-    face_score: float | None = None,
-) -> dict[str, Any]:
-    """One face's prediction as `predict --format json` and the web service report it.
-
-    box is [x, y, width, height] in the upright photo, face_score the detector's confidence in it (None without
-    detection). With an abstain band (low, high), a p(male) inside it gives the label 'uncertain' (p_male is kept).
-    """
-    label = CLASS_NAMES[int(p_male >= threshold)]
-    if abstain is not None and abstain[0] < p_male < abstain[1]:
-        label = "uncertain"
-    return {"file": display_name(file), "face_index": face_index, "box": None if box is None else list(box),
-            "face_score": None if face_score is None else round(float(face_score), 4), "label": label,
-            "p_male": round(float(p_male), 6), "threshold": threshold, "error": None}  # fmt: skip
-
-
-def face_rows(
-    file: str,
-    faces: list[tuple[tuple[int, int, int, int], float, float | None]],
-    threshold: float,
-    abstain: tuple[float, float] | None = None,
-) -> list[dict[str, Any]]:
-    """The rows of one photo from its (box, p_male, face_score) faces: one per face, left to right, or one
-    'no_face' row."""
-    if not faces:
-        return [no_face_row(file, threshold)]
-    ordered = sorted(faces, key=lambda face: (face[0][0], face[0][1]))
-    return [result_row(file, p, threshold, abstain, box, i, score) for i, (box, p, score) in enumerate(ordered)]
-
-
 def predict(
     inputs: list[str],
     model: str | Path | None = None,
@@ -135,12 +73,11 @@ def predict(
     if output is not None and str(output) == "":
         raise FaceGenderError("--output is an empty name (an unset shell variable?); name a file for the results, "
                               "or leave --output out to print them")  # fmt: skip
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise FaceGenderError(f"--threshold must be between 0 and 1, got {threshold}")
+    check_threshold(threshold)
     if detect not in DETECT_MODES:
-        raise FaceGenderError(f"--detect must be one of {', '.join(DETECT_MODES)}, got {detect!r}")
+        raise InvalidOption("detect", f"must be one of {', '.join(DETECT_MODES)}", detect)
     if min_face_score is not None and not 0.0 < min_face_score < 1.0:
-        raise FaceGenderError(f"--min-face-score must be between 0 and 1, got {min_face_score}")
+        raise InvalidOption("min_face_score", "must be between 0 and 1", min_face_score)
     classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
     cut = classifier.info.threshold if threshold is None else threshold

@@ -23,11 +23,11 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegender import __version__
-from facegender.errors import FaceGenderError, ImageError
+from facegender.errors import FaceGenderError, ImageError, InvalidOption
 from facegender.faces.detect import FaceDetector, face_inputs
 from facegender.faces.images import decode_image
 from facegender.runtime.inference import Classifier
-from facegender.runtime.predict import error_row, face_rows, parse_band
+from facegender.runtime.rows import error_row, face_rows, parse_band
 
 Band = Annotated[
     str | None,
@@ -159,7 +159,7 @@ def create_app(
         try:
             return parse_band(text)
         except FaceGenderError as exc:
-            raise ApiError(422, str(exc).replace("--abstain-band", "abstain_band")) from None
+            raise ApiError(422, str(exc)) from None  # worded with the form field's name
 
     def classify(
         items: list[tuple[str, bytes]], detect: str, abstain: tuple[float, float] | None = None
@@ -234,7 +234,7 @@ def create_app(
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to host:port now, so that a bad host or a taken port is a one-line error before serving."""
     if not 0 <= port <= 65535:
-        raise FaceGenderError(f"--port must be between 0 and 65535 (0: any free port), got {port}")
+        raise InvalidOption("port", "must be between 0 and 65535 (0: any free port)", port)
     try:
         # IPv4 unless the host is an IPv6 address, as uvicorn decides: `localhost` stays 127.0.0.1 even where
         # the system lists ::1 first

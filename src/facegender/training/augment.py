@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from facegender.conditions import adverse_condition
 from facegender.config import Config
 
 
@@ -27,43 +28,6 @@ def build_augmenter(config: Config, seed: int) -> keras.Sequential | None:
     if not layers:
         return None
     return keras.Sequential(layers, name="augment")
-
-
-# The smallest framing square, in pixels, that down-scaling may leave: a face about 14 px wide, as small as the
-# robustness suite's strongest down-scaling leaves one (an 80-px crop scaled by 0.15), so a view stays a face.
-MIN_DEGRADED_SIDE = 20
-
-
-def build_adverse(config: Config, side: int) -> Any:
-    """One adverse condition (blur, motion blur, fog, rain, low light, noise, JPEG, down-scaling, glare or
-    overexposure), applied with probability `config.adverse` to a square of `side` pixels at the photo's own
-    resolution. Sizes in pixels (blur, rain drops, glare, down-scaling) scale with the side, so a condition is as
-    strong on an 80-px crop as on a 160-px one and the smallest leaves a face of about 14 px."""
-    import albumentations as A
-
-    f = side / 160
-
-    def odd(value: float) -> int:
-        return max(3, round(value) | 1)
-
-    lowest = min(1.0, max(0.12, MIN_DEGRADED_SIDE / side))
-    return A.OneOf(
-        [
-            A.GaussianBlur(blur_limit=0, sigma_limit=(max(0.3, 0.8 * f), max(0.5, 3.0 * f))),
-            A.MotionBlur(blur_limit=(odd(5 * f), odd(13 * f))),
-            A.RandomFog(fog_coef_range=(0.3, 0.8), alpha_coef=0.1),
-            A.RandomRain(
-                slant_range=(-15, 15), drop_length=max(3, side // 12), blur_value=3, brightness_coefficient=0.8
-            ),
-            A.RandomGamma(gamma_limit=(180, 350)),  # low light: gamma > 1 darkens
-            A.GaussNoise(std_range=(0.05, 0.25)),
-            A.ImageCompression(quality_range=(8, 40)),
-            A.Downscale(scale_range=(lowest, max(lowest, 0.4))),
-            A.RandomSunFlare(flare_roi=(0, 0, 1, 0.6), src_radius=max(8, side // 3)),
-            A.RandomBrightnessContrast(brightness_limit=(0.25, 0.5), contrast_limit=(-0.4, -0.1)),  # overexposure
-        ],
-        p=config.adverse,
-    )
 
 
 def build_geometry(config: Config) -> list[Any]:
@@ -91,7 +55,7 @@ def build_view_augmenter(config: Config, seed: int) -> Any:
     return A.Compose(
         [
             *build_geometry(config),
-            build_adverse(config, config.image_size),
+            adverse_condition(config.adverse, config.image_size),
             A.RandomBrightnessContrast(brightness_limit=config.brightness, contrast_limit=0.2, p=0.5),
         ],
         seed=seed,
@@ -154,7 +118,7 @@ def augment_views(
             square = squares[i]
             bucket = _side_bucket(len(square), size)
             if bucket not in adverse:
-                adverse[bucket] = A.Compose([build_adverse(config, bucket)], seed=chunk_seed * 31 + bucket)
+                adverse[bucket] = A.Compose([adverse_condition(config.adverse, bucket)], seed=chunk_seed * 31 + bucket)
             degraded = adverse[bucket](image=square)["image"]
             if degraded.shape[:2] != (size, size):
                 degraded = np.asarray(Image.fromarray(degraded).resize((size, size), Image.Resampling.BILINEAR))

@@ -10,8 +10,15 @@ from typing import Any
 import numpy as np
 
 from facegender.errors import FaceGenderError
-from facegender.files import atomic_write_bytes
-from facegender.runtime.inference import METADATA_KEY, sidecar_path
+from facegender.files import atomic_write_bytes, ensure_writable
+from facegender.runtime.schema import (
+    METADATA_KEY,
+    ModelInfo,
+    metadata_file,
+    read_metadata_dict,
+    resolve_model_path,
+    sidecar_path,
+)
 
 
 def export_model(
@@ -72,7 +79,8 @@ def export_onnx(keras_model: Any, path: Path, metadata: dict[str, Any]) -> Path:
 
 def calibration_images(folder: str | Path | None, info: Any, count: int) -> np.ndarray:
     """Up to `count` prepared training images, evenly spread over the folder, for int8 calibration."""
-    from facegender.data import iter_image_files, load_images
+    from facegender.data import load_images
+    from facegender.imagefiles import iter_image_files
 
     if not folder or not Path(folder).is_dir():
         raise FaceGenderError("tflite-int8 needs calibration images: pass --data with a folder of training images")
@@ -82,3 +90,26 @@ def calibration_images(folder: str | Path | None, info: Any, count: int) -> np.n
     step = max(1, len(files) // count)
     images, _, _ = load_images(files[::step][:count], info.image_size, info.crop)
     return images
+
+
+def export_run(model: Path, out: Path, fmt: str, data: str | None = None, samples: int = 200) -> Path:
+    """Export a run folder's model.keras (or a .keras/.h5 file) with its metadata to `out` (see export_model);
+    `data` (default: the run's first training folder) gives tflite-int8 its calibration photos."""
+    from facegender.training.model import load_keras_model
+
+    if model.is_file() and model.suffix.lower() not in (".keras", ".h5"):
+        raise FaceGenderError(f"export takes a run folder holding model.keras or a .keras/.h5 file, not {model}")
+    source = model / "model.keras" if model.is_dir() else resolve_model_path(model)
+    if source.suffix not in (".keras", ".h5") or not source.is_file():
+        raise FaceGenderError(
+            f"nothing to export at {model}: pass a run folder holding model.keras or a .keras/.h5 file"
+        )
+    metadata = read_metadata_dict(metadata_file(source))  # the metadata the export will carry must be readable
+    info = ModelInfo.from_dict(metadata, str(source))
+    if out.is_dir():
+        raise FaceGenderError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.onnx'}")
+    ensure_writable(out.parent)  # before loading TensorFlow and the model, not after
+    calibration = None
+    if fmt == "tflite-int8":
+        calibration = calibration_images(data or (metadata.get("training", {}).get("data") or [None])[0], info, samples)
+    return export_model(load_keras_model(source), out, metadata, fmt, calibration)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from facegender.system import import_tensorflow
+from facegender.training.tf_import import import_tensorflow
 
 import_tensorflow()  # before Keras's own import: TensorFlow's start-up lines hidden
 

@@ -12,13 +12,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facegender import CLASS_NAMES, __version__
+from facegender import __version__
 from facegender.config import Config
 from facegender.data import (
     SOURCE_COLUMN,
@@ -34,7 +33,7 @@ from facegender.data import (
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import atomic_write_bytes, display_name
 from facegender.progress import bar
-from facegender.runtime.inference import FORMAT_VERSION
+from facegender.runtime.schema import model_metadata
 
 DataArg = str | Path | list[str] | list[Path]
 ValArg = str | Path | list[str] | list[Path] | None
@@ -261,7 +260,7 @@ def train(
     x_train, train_set = _load(train_set, config, "train", skipped, squares)
     x_val, val_set = _load(val_set, config, "validation", skipped)
 
-    from facegender.system import import_tensorflow
+    from facegender.training.tf_import import import_tensorflow
 
     import_tensorflow()  # TensorFlow's start-up lines hidden
     import keras
@@ -572,32 +571,17 @@ def _finish(
     sources = _evaluate_sources(run_dir / "val_evaluation" / "sources", val_set, p_val, threshold)
     plots.training_curves(history, run_dir / "training_plots")
 
-    metadata = {
-        "format": "facegender-model",
-        "format_version": FORMAT_VERSION,
-        "name": run_dir.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "class_names": list(CLASS_NAMES),
-        "output": "p_male: probability of the class 'male'; female below the threshold",
-        "threshold": threshold,
-        "temperature": temperature,
-        "image_size": config.image_size,
-        "crop": config.crop,
-        "face_crops": config.face_crops,
-        "face_scale": config.face_scale,
-        "preprocessing": {
-            "input": "RGB, float32 0-255, NHWC, EXIF orientation applied",
-            "crop": "centred square, side = crop x the shorter side",
-            "resize": "bilinear to image_size x image_size",
-            "normalisation": "inside the model (x / 127.5 - 1)",
-        },
-        "config": config.to_dict(),
-        "val_metrics": {
+    metadata = model_metadata(
+        run_dir.name,
+        config.to_dict(),
+        threshold,
+        temperature,
+        val_metrics={
             k: val_metrics[k]
             for k in ("accuracy", "macro_f1", "n", "per_class", "slices", "calibration", "ece_before_temperature")
         }
         | sources,
-        "training": {
+        training={
             "wall_time_s": round(train_seconds, 1),
             "epochs_run": len(history.get("loss", [])),
             "train_counts": train_counts,
@@ -605,8 +589,8 @@ def _finish(
             "val_counts": val_set.counts(),
             "skipped": [{"file": display_name(e.path), "error": e.reason} for e in skipped],
         },
-        "versions": library_versions(),
-    }
+        versions=library_versions(),
+    )
     text = json.dumps(metadata, indent=2).encode("utf-8")
     atomic_write_bytes(run_dir / "model.json", text)
     atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_dict(), indent=2).encode("utf-8"))
