@@ -11,6 +11,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -112,6 +113,8 @@ def create_app(
         files = max_batch_files if path.rstrip("/").endswith("/batch") else 1
         return files * (max_bytes + MULTIPART_OVERHEAD)
 
+    # the page is package data beside this module (plain HTML and JS, no templating), read once, not per request
+    page_html = resources.files("facegender.serve").joinpath("page.html").read_text(encoding="utf-8")
     info = classifier.info
     model_name = str(info.extra.get("name") or classifier.path.parent.name or classifier.path.stem)
 
@@ -225,8 +228,8 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        """A page to drop a photo on and see the label."""
-        return PAGE
+        """A page to drop a photo on and see the label (page.html beside this module: plain HTML, no templating)."""
+        return page_html
 
     return app
 
@@ -277,84 +280,3 @@ def run(model: str | Path | None, host: str, port: int, workers: int, max_upload
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
         sock.close()
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>facegender</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font-family:system-ui,sans-serif;max-width:760px;margin:2rem auto;padding:0 1rem;color:#222}
-#drop{border:2px dashed #888;border-radius:8px;padding:2rem;text-align:center;cursor:pointer}
-#drop.over{background:#eef5ff;border-color:#36c}
-canvas{max-width:100%;margin-top:1rem;border-radius:4px}
-#result{font-size:1.3rem;margin-top:1rem;min-height:1.6rem}
-.error{color:#b00}
-</style></head>
-<body>
-<h1>facegender</h1>
-<p>Choose or drop a photo with faces. It is sent only to this server.</p>
-<div id="drop"><input id="file" type="file" accept="image/*"><p>or drop an image here</p></div>
-<div id="result" role="status" aria-live="polite"></div>
-<canvas id="canvas" width="0" height="0"></canvas>
-<script>
-const drop = document.getElementById('drop'), input = document.getElementById('file');
-const result = document.getElementById('result'), canvas = document.getElementById('canvas');
-let shown = {width: 1};
-function show(file) {
-  return new Promise(resolve => {
-    const url = URL.createObjectURL(file), img = new Image();
-    img.onload = () => {
-      const scale = Math.min(1, 700 / img.width);
-      canvas.width = img.width * scale; canvas.height = img.height * scale;
-      canvas.getContext('2d').drawImage(img, 0, 0, canvas.width, canvas.height);
-      shown = img; resolve();
-    };
-    img.onerror = () => { canvas.width = 0; canvas.height = 0; shown = {width: 1}; resolve(); };
-    img.src = url;
-  });
-}
-async function send(file) {
-  result.className = ''; result.textContent = 'Classifying ' + file.name + ' ...';
-  await show(file);
-  const body = new FormData(); body.append('file', file);
-  try {
-    const response = await fetch('predict', {method: 'POST', body});
-    const data = await response.json();
-    if (!response.ok) { result.className = 'error'; result.textContent = data.error; return; }
-    const rows = data.results;
-    result.innerHTML = '';
-    const ctx = canvas.getContext('2d'), scale = canvas.width / shown.width;
-    ctx.font = 'bold 18px system-ui'; ctx.lineWidth = 3;
-    if (rows[0].label === 'no_face') {
-      const b = document.createElement('b'); b.id = 'label'; b.textContent = 'no face found';
-      result.append(b); return;
-    }
-    rows.forEach((r, i) => {
-      const line = document.createElement('div'), b = document.createElement('b');
-      if (i === 0) b.id = 'label';
-      b.className = 'label'; b.textContent = r.label;
-      const sure = r.label === 'male' ? r.p_male : 1 - r.p_male;
-      const seen = r.face_score === null ? '' : `; face score ${r.face_score.toFixed(2)}`;
-      line.append(rows.length > 1 ? `face ${i + 1}: ` : '', b,
-        ` (p(male) = ${r.p_male.toFixed(3)}` + (r.label === 'uncertain' ? '' : `, ${(100 * sure).toFixed(1)}% sure`)
-        + seen + ')');
-      result.append(line);
-      const [x, y, w, h] = r.box.map(v => v * scale);
-      const colour = {male: '#1e6ee6', female: '#e12882'}[r.label] || '#888';
-      ctx.strokeStyle = colour; ctx.strokeRect(x, y, w, h);
-      const text = rows.length > 1 ? `${i + 1} ${r.label}` : r.label;
-      ctx.fillStyle = colour; ctx.fillRect(x, Math.max(0, y - 24), ctx.measureText(text).width + 12, 24);
-      ctx.fillStyle = '#fff'; ctx.fillText(text, x + 6, Math.max(0, y - 24) + 18);
-    });
-  } catch (e) { result.className = 'error'; result.textContent = 'Request failed: ' + e; }
-}
-input.addEventListener('change', () => input.files[0] && send(input.files[0]));
-drop.addEventListener('dragover', e => { e.preventDefault(); drop.classList.add('over'); });
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', e => {
-  e.preventDefault(); drop.classList.remove('over');
-  if (e.dataTransfer.files[0]) send(e.dataTransfer.files[0]);
-});
-</script>
-</body></html>
-"""
