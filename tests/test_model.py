@@ -55,7 +55,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 def test_batch_norm_follows_training_only_in_the_fine_tuned_layers():
     """Keras 3 passes fit's training=True through the nested backbone call (its training=False does not hold),
     so the batch-norm layers of the fine-tuned blocks normalise with batch statistics while training; frozen
-    layers stay in inference mode, and so does every batch-norm layer with freeze_batchnorm. The README's
+    layers stay in inference mode, and so does every batch-norm layer with freeze_batchnorm. docs/usage.md's
     preset descriptions say so; this pins it."""
     config = cfg.resolve("seed", {"image_size": 64, "backbone_weights": "none"})
     model = build_model(config)
