@@ -32,16 +32,12 @@ from facegender.data import (
 )
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import atomic_write_bytes, display_name
-from facegender.progress import bar
+from facegender.progress import bar, log
 from facegender.runtime.schema import model_metadata
 
 DataArg = str | Path | list[str] | list[Path]
 ValArg = str | Path | list[str] | list[Path] | None
 STOP_REQUESTED = threading.Event()  # set with the KeyboardInterrupt of Ctrl-C or SIGTERM (cli._interruptible)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def next_run_dir(base: Path = Path("runs"), name: str = "train") -> Path:
