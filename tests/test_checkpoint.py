@@ -131,6 +131,7 @@ def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, mo
     from facegender.config import Config
     from facegender.training import model as model_module
     from facegender.training import train
+    from facegender.training.run_folder import read_history
 
     monkeypatch.setattr(model_module, "set_trainable", lambda *args, **kwargs: None)  # no backbone here
     config = Config(head_epochs=2, epochs=5, schedule=schedule, early_stopping_patience=10, reduce_lr_patience=1)
@@ -162,7 +163,7 @@ def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, mo
         rows = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in rows] == list(range(7))
     assert all(None not in row and all(value != "" for value in row.values()) for row in rows)
-    assert len(train._read_history(tmp_path / "history.csv")["val_loss"]) == 7
+    assert len(read_history(tmp_path / "history.csv")["val_loss"]) == 7
 
 
 def test_truncate_history_keeps_the_checkpointed_epochs_only(tmp_path: Path):

@@ -6,7 +6,6 @@ import contextlib
 import csv
 import json
 import os
-import platform
 import shutil
 import sys
 import threading
@@ -17,143 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from facegender import __version__
 from facegender.config import Config
-from facegender.data import (
-    SOURCE_COLUMN,
-    Dataset,
-    concat,
-    load_images,
-    overlap,
-    refuse_inside_class_folders,
-    resolve_splits,
-    scan_dataset,
-    split_train_val,
-)
+from facegender.data import SOURCE_COLUMN, Dataset
 from facegender.errors import FaceGenderError, ImageError
 from facegender.files import atomic_write_bytes, display_name
 from facegender.progress import bar, log
 from facegender.runtime.schema import model_metadata
+from facegender.training.inputs import DataArg, ValArg, as_list, class_weight_of, epoch_indices, load_photos, read_split
+from facegender.training.run_folder import (
+    TRAIN_ARGS,
+    library_versions,
+    make_run_dir,
+    next_run_dir,
+    read_history,
+    read_train_args,
+    write_train_args,
+)
 
-DataArg = str | Path | list[str] | list[Path]
-ValArg = str | Path | list[str] | list[Path] | None
 STOP_REQUESTED = threading.Event()  # set with the KeyboardInterrupt of Ctrl-C or SIGTERM (cli._interruptible)
-
-
-def next_run_dir(base: Path = Path("runs"), name: str = "train") -> Path:
-    """runs/train, runs/train2, runs/train3, ... (the first that does not exist)."""
-    candidate, n = base / name, 1
-    while candidate.exists():
-        n += 1
-        candidate = base / f"{name}{n}"
-    return candidate
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "facegender": __version__, "platform": platform.platform()}
-    for module in ("keras", "tensorflow", "numpy", "sklearn", "PIL", "onnxruntime", "onnx"):
-        try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # not installed or no version: record nothing
-            pass
-    return versions
-
-
-def oversample_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """All indices, plus minority-class indices drawn (without replacement first) until the classes match."""
-    counts = np.bincount(labels, minlength=2)
-    minority = int(np.argmin(counts))
-    members = np.flatnonzero(labels == minority)
-    need = int(counts.max() - counts.min())
-    extra = np.concatenate([rng.permutation(members) for _ in range(need // len(members) + 1)])[:need]
-    return np.concatenate([np.arange(len(labels)), extra])
-
-
-def class_weight_of(labels: np.ndarray) -> dict[int, float]:
-    """Balanced class weights n / (2 * count) of the labels the model is trained on."""
-    counts = np.bincount(labels, minlength=2).astype(float)
-    return {i: float(len(labels) / (2 * counts[i])) for i in range(2)}
-
-
-def _as_list(folders: DataArg | ValArg) -> list[str | Path]:
-    if folders is None:
-        return []
-    return [folders] if isinstance(folders, (str, Path)) else list(folders)
-
-
-def source_indices(dataset: Dataset, weights: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
-    """Indices of the photos one epoch draws before class balancing: each source's photos repeated by its weight
-    (a fraction drawn at random without replacement), in the order of the sources; all photos once without
-    weights."""
-    if not weights:
-        return np.arange(len(dataset))
-    sources = dataset.columns.get(SOURCE_COLUMN, ["all"] * len(dataset))
-    names = list(dict.fromkeys(sources))
-    if len(weights) != len(names):
-        raise FaceGenderError(
-            f"source_weights has {len(weights)} weight(s) but training reads {len(names)} folder(s) "
-            f"({', '.join(names)}); give one weight per --data folder"
-        )
-    picked = []
-    for name, weight in zip(names, weights, strict=True):
-        members = np.flatnonzero(np.asarray(sources) == name)
-        whole, fraction = divmod(weight, 1.0)
-        extra = rng.permutation(members)[: round(fraction * len(members))]
-        picked.append(np.concatenate([np.tile(members, int(whole)), np.sort(extra)]))
-    return np.concatenate(picked)
-
-
-def _read_split(config: Config, data: DataArg, val: ValArg) -> tuple[Dataset, Dataset]:
-    folders = _as_list(data)
-    val_folders = _as_list(val)
-    for flag, named in (("--data", folders), ("--val", val_folders)):
-        if len({os.path.realpath(folder) for folder in named}) < len(named):
-            raise FaceGenderError(f"{flag} names the same folder twice ({' '.join(map(str, named))}); name each once")
-    val_dirs = [Path(v) for v in val_folders]
-    if len(folders) == 1:
-        train_dir, val_dir = resolve_splits(folders[0], val_folders[0] if len(val_folders) == 1 else None)
-        val_dirs = val_dirs or ([val_dir] if val_dir is not None else [])
-        train_set = scan_dataset(train_dir)
-    else:  # several training folders, e.g. train/ and train-extra/
-        train_set = concat([scan_dataset(folder) for folder in folders])
-    if not val_dirs:
-        train_set, val_set = split_train_val(train_set, config.val_fraction, config.seed)
-        log(f"no validation folder: split off {len(val_set)} images ({config.val_fraction:.0%}, by identity if known)")
-    else:  # several validation folders: one combined set, reported per folder too
-        val_set = concat([scan_dataset(folder, min_per_class=1) for folder in val_dirs])
-        duplicated = overlap(train_set, val_set)
-        if duplicated:
-            log(
-                f"warning: {len(duplicated)} validation image(s) also appear in the training data "
-                f"(e.g. {duplicated[0]}); validation metrics will be optimistic"
-            )
-    return train_set, val_set
-
-
-def _load(
-    dataset: Dataset, config: Config, name: str, skipped: list[ImageError], squares: list[np.ndarray] | None = None
-) -> tuple[np.ndarray, Dataset]:
-    """The dataset's images that could be read, and that dataset; the others are named and added to skipped.
-    With a `squares` list, each image's square at the photo's resolution is appended (data.load_images)."""
-    with bar(len(dataset), f"load {name}") as progress:
-        images, kept, errors = load_images(
-            dataset.files,
-            config.image_size,
-            config.crop,
-            progress=progress.update,
-            face_crops=config.face_crops,
-            face_scale=config.face_scale,
-            squares=squares,
-        )
-    for error in errors[:20]:
-        log(f"skipped {error.path}: {error.reason}")
-    if errors:
-        log(f"{name}: skipped {len(errors)} unreadable image(s) of {len(dataset)}")
-    skipped.extend(errors)
-    kept_set = dataset.subset(kept)
-    if min(kept_set.counts().values()) < 1:
-        raise FaceGenderError(f"{name} data has no readable image of one class: {kept_set.counts()}")
-    return images, kept_set
 
 
 @dataclass
@@ -179,42 +59,14 @@ class _Session:
 def resume(run_dir: str | Path) -> Path:
     """Continue an interrupted run from its last completed epoch (same config, data and seed)."""
     run_dir = Path(run_dir)
-    args_file = run_dir / "train_args.json"
-    if not args_file.is_file():
-        raise FaceGenderError(f"{run_dir} is not an interrupted run folder (no train_args.json); nothing to resume")
-    if (run_dir / "model.keras").is_file():
-        raise FaceGenderError(f"{run_dir} already finished training (model.keras exists); nothing to resume")
+    args = read_train_args(run_dir)
     try:
-        args = json.loads(args_file.read_text(encoding="utf-8"))
-        valid = (
-            isinstance(args, dict)
-            and isinstance(args.get("config"), dict)
-            and isinstance(args.get("data"), list)
-            and args["data"]
-            and all(isinstance(folder, str) for folder in args["data"])
-            and (
-                args.get("val") is None
-                or isinstance(args["val"], str)
-                or (isinstance(args["val"], list) and all(isinstance(v, str) for v in args["val"]))
-            )
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        valid = False
-    if not valid:
-        raise FaceGenderError(
-            f"{args_file} is damaged (it should name the data folders and the config); start the run again "
-            "without --resume"
-        )
-    from facegender.config import resolve
-
-    config = resolve(args["config"].get("preset", "default"), args["config"])
-    if isinstance(args["val"], str):  # written by a version that took one validation folder
-        args["val"] = [args["val"]]
-    try:
-        return train(config, args["data"], args["val"], run_dir, resuming=True)
+        return train(args.config, args.data, args.val, run_dir, resuming=True)
     except FaceGenderError as exc:
-        if any(not Path(folder).is_dir() for folder in [*args["data"], *(args["val"] or [])]):
-            raise FaceGenderError(f"{exc} (the folders come from {args_file}; put the data back there)") from None
+        if any(not Path(folder).is_dir() for folder in [*args.data, *(args.val or [])]):
+            raise FaceGenderError(
+                f"{exc} (the folders come from {run_dir / TRAIN_ARGS}; put the data back there)"
+            ) from None
         raise
 
 
@@ -232,75 +84,52 @@ def train(
     """
     started = time.time()
     run_dir = Path(out) if out else next_run_dir()
-    folders = _as_list(data)
-    val_folders = _as_list(val)
-    single_val = val_folders[0] if len(val_folders) == 1 else None
-    train_folders = [resolve_splits(folders[0], single_val)[0]] if len(folders) == 1 else folders
-    train_set, val_set = _read_split(config, data, val)
-    refuse_inside_class_folders(run_dir, [*train_set.files, *val_set.files])
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ".write_test").touch()
-        (run_dir / ".write_test").unlink()
-    except OSError as exc:
-        raise FaceGenderError(f"cannot write the run folder {run_dir}: {exc}; choose another --out") from exc
-    log(f"run folder: {run_dir}")
-    # absolute paths: --resume works from any working directory
-    arguments = {"data": [os.path.abspath(f) for f in folders],
-                 "val": [os.path.abspath(v) for v in val_folders] or None, "config": config.to_dict()}  # fmt: skip
-    atomic_write_bytes(run_dir / "train_args.json", json.dumps(arguments, indent=2).encode("utf-8"))
+    split = read_split(config, data, val)
+    train_set, val_set = split.train, split.val
+    make_run_dir(run_dir, [*train_set.files, *val_set.files])
+    write_train_args(run_dir, as_list(data), as_list(val), config)
     log(f"train: {len(train_set)} images {train_set.counts()}; validation: {len(val_set)} images {val_set.counts()}")
+    # each training photo's square at its resolution too, where cached views degrade it
+    train_photos = load_photos(train_set, config, "train", keep_squares=config.cached_views > 0 and config.adverse > 0)
+    val_photos = load_photos(val_set, config, "validation")
+    train_set, val_set = train_photos.dataset, val_photos.dataset
 
-    skipped: list[ImageError] = []
-    squares: list[np.ndarray] | None = [] if config.cached_views and config.adverse > 0 else None
-    x_train, train_set = _load(train_set, config, "train", skipped, squares)
-    x_val, val_set = _load(val_set, config, "validation", skipped)
+    rng = _start_tensorflow(config.seed)
+    indices = epoch_indices(train_set, config, rng)
+    class_weight = class_weight_of(train_set.labels[indices]) if config.class_weights else None
+    log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
 
+    from facegender.training.model import build_model
+
+    model = build_model(config)
+    session = _Session(config, run_dir, class_weight, resuming, train_photos.squares)
+    if not resuming:
+        session.csv_path.unlink(missing_ok=True)
+        shutil.rmtree(session.checkpoints, ignore_errors=True)
+    fit = _fit_cached if config.cached_views else _fit_streaming
+    fit(session, model, train_photos.images, train_set.labels, indices, val_photos.images, val_set.labels, rng)
+    history = read_history(session.csv_path)
+    train_seconds = time.time() - started
+    run_dir = _finish(
+        run_dir, config, model, val_photos.images, val_set, history, train_seconds, started, train_set.counts(),
+        split.train_folders, [*train_photos.skipped, *val_photos.skipped],
+    )  # fmt: skip
+    shutil.rmtree(session.checkpoints, ignore_errors=True)
+    return run_dir
+
+
+def _start_tensorflow(seed: int) -> np.random.Generator:
+    """Import TensorFlow quietly, seed Keras and make its operations deterministic; the NumPy generator that draws
+    each epoch's photos."""
     from facegender.training.tf_import import import_tensorflow
 
     import_tensorflow()  # TensorFlow's start-up lines hidden
     import keras
     import tensorflow as tf
 
-    from facegender.training.model import build_model
-
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    rng = np.random.default_rng(config.seed)
-
-    indices = source_indices(train_set, config.source_weights, rng)
-    if config.oversample:
-        indices = indices[oversample_indices(train_set.labels[indices], rng)]
-    class_weight = class_weight_of(train_set.labels[indices]) if config.class_weights else None
-    log(f"per epoch: {len(indices)} training images (oversampled: {config.oversample}); class weights: {class_weight}")
-
-    model = build_model(config)
-    session = _Session(config, run_dir, class_weight, resuming, squares)
-    if not resuming:
-        session.csv_path.unlink(missing_ok=True)
-        shutil.rmtree(session.checkpoints, ignore_errors=True)
-    fit = _fit_cached if config.cached_views else _fit_streaming
-    fit(session, model, x_train, train_set.labels, indices, x_val, val_set.labels, rng)
-    history = _read_history(session.csv_path)
-    train_seconds = time.time() - started
-    run_dir = _finish(
-        run_dir, config, model, x_val, val_set, history, train_seconds, started, train_set.counts(), train_folders,
-        skipped,
-    )  # fmt: skip
-    shutil.rmtree(session.checkpoints, ignore_errors=True)
-    return run_dir
-
-
-def _read_history(path: Path) -> dict[str, list[float]]:
-    """history.csv (all epochs, across resumes) as column -> values."""
-    history: dict[str, list[float]] = {}
-    if path.is_file():
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                for key, value in row.items():
-                    if key != "epoch" and value not in (None, ""):
-                        history.setdefault(key, []).append(float(value))
-    return history
+    return np.random.default_rng(seed)
 
 
 def _hard_accuracy(y_true, y_pred):  # type: ignore[no-untyped-def]
