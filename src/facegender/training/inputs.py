@@ -151,3 +151,19 @@ def class_weight_of(labels: np.ndarray) -> dict[int, float]:
     """Balanced class weights n / (2 * count) of the labels the model is trained on."""
     counts = np.bincount(labels, minlength=2).astype(float)
     return {i: float(len(labels) / (2 * counts[i])) for i in range(2)}
+
+
+@dataclass
+class TrainingData:
+    """The prepared photos a fit strategy trains and validates on."""
+
+    x_train: np.ndarray  # uint8 (n, size, size, 3)
+    y_train: np.ndarray  # 0 female, 1 male
+    indices: np.ndarray  # into x_train: the photos one epoch draws (epoch_indices)
+    x_val: np.ndarray
+    y_val: np.ndarray
+    squares: list[np.ndarray] | None = None  # each training image's square at the photo's resolution (Photos)
+
+    def steps(self, batch_size: int) -> int:
+        """Batches per epoch."""
+        return -(-len(self.indices) // batch_size)
