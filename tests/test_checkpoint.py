@@ -129,13 +129,14 @@ def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, mo
     import tensorflow as tf
 
     from facegender.config import Config
+    from facegender.training import fit
     from facegender.training import model as model_module
-    from facegender.training import train
+    from facegender.training.run_folder import read_history
 
     monkeypatch.setattr(model_module, "set_trainable", lambda *args, **kwargs: None)  # no backbone here
     config = Config(head_epochs=2, epochs=5, schedule=schedule, early_stopping_patience=10, reduce_lr_patience=1)
 
-    def make_train(epochs: int):  # type: ignore[no-untyped-def]
+    def make_train(epochs: int) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices((X, Y)).batch(8).repeat(epochs)
 
     val = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
@@ -144,25 +145,25 @@ def test_a_resume_in_the_second_phase_keeps_every_history_row(tmp_path: Path, mo
     def stop_at_epoch_3(self, epoch, logs=None):  # type: ignore[no-untyped-def]
         stop_after(self, epoch, logs)
         if epoch == 3:
-            train.STOP_REQUESTED.set()
+            fit.STOP_REQUESTED.set()
 
     monkeypatch.setattr(checkpoint.EpochCheckpoint, "on_epoch_end", stop_at_epoch_3)
     model = tiny_model()
     try:
         with pytest.raises(KeyboardInterrupt):
-            train._fit_phases(train._Session(config, tmp_path, None, False), model, model, 0, make_train, val, 4)
+            fit.fit_phases(fit.Session(config, tmp_path, None, False), model, fit.Feed(model, 0, make_train, val, 4))
     finally:  # a flag left set would stop every later training in this process
-        train.STOP_REQUESTED.clear()
+        fit.STOP_REQUESTED.clear()
     monkeypatch.setattr(checkpoint.EpochCheckpoint, "on_epoch_end", stop_after)
     assert json.loads((tmp_path / "checkpoint" / "phase2" / "state.json").read_text())["epoch"] == 4
 
     model = tiny_model()
-    train._fit_phases(train._Session(config, tmp_path, None, True), model, model, 0, make_train, val, 4)
+    fit.fit_phases(fit.Session(config, tmp_path, None, True), model, fit.Feed(model, 0, make_train, val, 4))
     with (tmp_path / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in rows] == list(range(7))
     assert all(None not in row and all(value != "" for value in row.values()) for row in rows)
-    assert len(train._read_history(tmp_path / "history.csv")["val_loss"]) == 7
+    assert len(read_history(tmp_path / "history.csv")["val_loss"]) == 7
 
 
 def test_truncate_history_keeps_the_checkpointed_epochs_only(tmp_path: Path):

@@ -4,7 +4,7 @@ from conftest import make_dataset
 
 from facegender.data import load_images, overlap, resolve_splits, scan_dataset, split_train_val
 from facegender.errors import FaceGenderError
-from facegender.training.train import class_weight_of, oversample_indices
+from facegender.training.inputs import class_weight_of, oversample_indices
 
 
 def test_scan_reads_classes_any_case_and_labels_csv(tmp_path):

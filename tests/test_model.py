@@ -77,11 +77,11 @@ def test_batch_norm_follows_training_only_in_the_fine_tuned_layers():
 def test_training_metrics_read_blended_labels_as_their_class():
     """mixup blends labels; the training accuracy and AUC must still score against the class each label leans to
     (Keras's own AUC counts any label above 0 as a positive)."""
-    from facegender.training.train import _metrics
+    from facegender.training.fit import hard_label_metrics
 
     y = np.array([[0.9], [0.2], [0.7], [0.1], [1.0], [0.0]], np.float32)  # classes 1, 0, 1, 0, 1, 0
     p = np.array([[0.8], [0.3], [0.6], [0.4], [0.9], [0.5]], np.float32)  # every positive ranked above
-    accuracy, auc = _metrics()
+    accuracy, auc = hard_label_metrics()
     accuracy.update_state(y, p)
     auc.update_state(y, p)
     assert float(accuracy.result()) == pytest.approx(1.0)

@@ -11,7 +11,7 @@ from conftest import cli, make_dataset
 from facegender.config import resolve
 from facegender.data import SOURCE_COLUMN, concat, scan_dataset
 from facegender.errors import FaceGenderError
-from facegender.training.train import source_indices
+from facegender.training.inputs import source_indices
 
 
 def _two_sources(tmp_path):

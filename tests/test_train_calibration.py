@@ -22,7 +22,7 @@ RAW = np.array([0.01, 0.04, 0.30, 0.70, 0.93, 0.05, 0.97, 0.99, 0.80, 0.40, 0.99
 
 
 class FixedOutputs:
-    """What _finish uses of a Keras model: predict (the same outputs every time) and save."""
+    """What finish uses of a Keras model: predict (the same outputs every time) and save."""
 
     def predict(self, x: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         assert len(x) == len(RAW)
@@ -40,21 +40,25 @@ def calibrated(p: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def finish(tmp_path: Path, monkeypatch, calibrate: bool) -> dict:
-    from facegender.training import export, train
+    from facegender.errors import FaceGenderError
+    from facegender.training import export
+    from facegender.training import finish as finish_module
+    from facegender.training.inputs import Photos
 
     def no_export(*args, **kwargs):  # the stand-in cannot be exported; training logs this and goes on
-        raise train.FaceGenderError("no ONNX export of a stand-in")
+        raise FaceGenderError("no ONNX export of a stand-in")
 
     monkeypatch.setattr(export, "export_onnx", no_export)
-    monkeypatch.setattr(train, "library_versions", dict)  # it would import TensorFlow for its version
+    monkeypatch.setattr(finish_module, "library_versions", dict)  # it would import TensorFlow for its version
     val_set = scan_dataset(make_dataset(tmp_path / "val", n_female=6, n_male=8))
     assert val_set.labels.tolist() == [0] * 6 + [1] * 8
     run = tmp_path / "run"
     run.mkdir()
     history = {"loss": [0.5], "val_loss": [0.6], "accuracy": [0.7], "val_accuracy": [0.6]}
     x_val = np.zeros((len(RAW), 8, 8, 3), np.uint8)
-    train._finish(run, Config(calibrate=calibrate), FixedOutputs(), x_val, val_set, history, 1.0, time.time(),
-                  val_set.counts(), [tmp_path / "val"], [])  # fmt: skip
+    record = finish_module.RunRecord(run, Config(calibrate=calibrate), [tmp_path / "val"], val_set.counts(), [],
+                                     history, 1.0, time.time())  # fmt: skip
+    finish_module.finish(FixedOutputs(), Photos(x_val, val_set, []), record)
     return json.loads((run / "model.json").read_text())
 
 

@@ -1,0 +1,186 @@
+"""Two ways to feed the two-phase fit (training.fit), chosen by config.cached_views.
+
+- streaming (cached_views 0, the seed's way): every batch augmented on the fly by Keras layers and run through
+  the whole network;
+- cached (cached_views > 0): the frozen lower backbone run once on that many augmented views of every photo,
+  then only the layers above config.cache_layer trained, on those activations, mixed up when config.mixup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facegender.config import Config
+from facegender.errors import FaceGenderError
+from facegender.progress import bar, log
+from facegender.training.fit import Feed, Session, fit_phases
+from facegender.training.inputs import TrainingData
+
+if TYPE_CHECKING:  # imported where used: TensorFlow starts once training has read its photos (train.train)
+    import keras
+    import tensorflow as tf
+
+
+def fit_streaming(session: Session, model: keras.Model, data: TrainingData) -> None:
+    """The seed's way: every batch is augmented on the fly and runs through the whole network."""
+    from facegender.training.augment import build_augmenter
+
+    config = session.config
+    augmenter = build_augmenter(config, config.seed)
+    steps = data.steps(config.batch_size)
+
+    def make_train(epochs: int) -> tf.data.Dataset:
+        batches = _batches(data.x_train, data.y_train, data.indices, config.batch_size, augmenter, config.seed)
+        return batches.repeat(epochs)
+
+    val_ds = _batches(data.x_val, data.y_val, np.arange(len(data.y_val)), config.batch_size)
+    fit_phases(session, model, Feed(model, config.trainable_layers, make_train, val_ds, steps))
+
+
+def _batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    batch_size: int,
+    augmenter: keras.Sequential | None = None,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (float32 RGB 0-255 images, float labels) of images[indices], gathered from the in-memory uint8
+    array; shuffled every epoch with a shuffle_seed, augmented with an augmenter."""
+    import tensorflow as tf
+
+    images_t = tf.constant(images)
+    labels_t = tf.constant(labels.astype(np.float32).reshape(-1, 1))
+    ds = tf.data.Dataset.from_tensor_slices(indices.astype(np.int64))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda idx: (tf.cast(tf.gather(images_t, idx), tf.float32), tf.gather(labels_t, idx)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fit_cached(session: Session, model: keras.Model, data: TrainingData, rng: np.random.Generator) -> None:
+    """Fast fine-tuning: run the frozen lower backbone once on `cached_views` augmented views of every training
+    image, then train only the layers above `cache_layer` (plus the head) on those cached activations.
+
+    Each epoch draws one view per image (and with mixup a partner to blend it with) from `rng`. The lower layers
+    never change, so this equals fine-tuning the top of the network on a fixed pool of augmented images, at a
+    fraction of the cost per epoch.
+    """
+    import tensorflow as tf
+
+    config = session.config
+    lower, top, trainable_layers = _split_at(model, config.cache_layer)
+    features, val_features = _cache_views(lower, data, config)
+    steps = data.steps(config.batch_size)
+    make_train = _cached_batches(features, data, config, rng)
+    val_ds = tf.data.Dataset.from_tensor_slices(
+        (val_features.astype(np.float32), data.y_val.astype(np.float32).reshape(-1, 1))
+    ).batch(config.batch_size)
+    fit_phases(session, model, Feed(top, trainable_layers, make_train, val_ds, steps))
+
+
+def _split_at(model: keras.Model, cache_layer: str) -> tuple[keras.Model, keras.Model, int]:
+    """The backbone below cache_layer (images -> activations), the network above it (activations -> p(male), its
+    layers shared with `model`), and how many backbone layers lie above it."""
+    import keras
+
+    from facegender.training.model import backbone_of
+
+    backbone = backbone_of(model)
+    names = [layer.name for layer in backbone.layers]
+    if cache_layer not in names:
+        raise FaceGenderError(f"cache_layer {cache_layer!r} is not a MobileNetV2 layer")
+    cut = backbone.get_layer(cache_layer).output
+    lower = keras.Model(backbone.input, cut, name="lower")
+    upper = keras.Model(cut, backbone.output, name="upper")
+    features_in = keras.Input(shape=cut.shape[1:], name="features")
+    x = upper(features_in, training=False)
+    for name in ("pool", "head_dense", "head_dropout", "p_male"):
+        x = model.get_layer(name)(x)
+    top = keras.Model(features_in, x, name="top")
+    return lower, top, len(names) - names.index(cache_layer) - 1
+
+
+def _cache_views(lower: keras.Model, data: TrainingData, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The lower backbone's float16 activations of config.cached_views views of every training image
+    (views, images, h, w, c), and of the validation images as they are."""
+    from facegender.training.augment import augment_views
+
+    started = time.time()
+    views = []
+    with bar(config.cached_views * len(data.x_train), "cache views") as progress:
+        for view in range(config.cached_views):
+            # view 0: the photo as it is; the others seeded per view, so a rerun or resume caches the same views
+            seed = config.seed * 1000 + view
+            images = data.x_train if view == 0 else augment_views(data.x_train, config, seed, squares=data.squares)
+            views.append(_encode(lower, images))
+            progress.update(len(data.x_train))
+    features = np.stack(views)
+    val_features = _encode(lower, data.x_val)
+    log(
+        f"cached {features.shape[0]} views x {features.shape[1]} images at {config.cache_layer} "
+        f"{tuple(features.shape[2:])} ({features.nbytes / 2**20:.0f} MiB) in {time.time() - started:.0f} s"
+    )
+    return features, val_features
+
+
+def _encode(lower: keras.Model, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    # in chunks: a float32 copy of 25,000 photos at 160 px is 7.5 GB, and predict copies its input again
+    # (the whole set at once was killed for memory on a 24 GB machine)
+    parts = []
+    for start in range(0, len(images), chunk):
+        scaled = images[start : start + chunk].astype(np.float32) / 127.5 - 1.0
+        parts.append(lower.predict(scaled, batch_size=64, verbose=0).astype(np.float16))
+    return np.concatenate(parts) if parts else np.zeros((0, *lower.output.shape[1:]), np.float16)
+
+
+def _cached_batches(
+    features: np.ndarray, data: TrainingData, config: Config, rng: np.random.Generator
+) -> Callable[[int], tf.data.Dataset]:
+    """epochs -> the training batches of that many epochs: per example a random view of a photo of
+    data.indices, with mixup blended with a random partner (activations and labels), all drawn from `rng`."""
+    import tensorflow as tf
+
+    features_t = tf.constant(features)
+    labels_t = tf.constant(data.y_train.astype(np.float32).reshape(-1, 1))
+
+    def make_train(epochs: int) -> tf.data.Dataset:
+        count = data.steps(config.batch_size) * config.batch_size
+
+        def draw() -> tuple[np.ndarray, np.ndarray]:  # (view, image) of every example of every epoch
+            order = np.concatenate([np.resize(rng.permutation(data.indices), count) for _ in range(epochs)])
+            return rng.integers(0, config.cached_views, len(order)), order
+
+        view, index = draw()
+        if config.mixup:  # a partner example per example, and the share of the first (NumPy-seeded: reproducible)
+            partner_view, partner_index = draw()
+            share = rng.beta(config.mixup, config.mixup, len(index))
+        else:
+            partner_view, partner_index, share = view, index, np.ones(len(index))
+        picks = tuple(a.astype(np.int64) for a in (view, index, partner_view, partner_index))
+        ds = tf.data.Dataset.from_tensor_slices((*picks, share.astype(np.float32)))
+        return ds.batch(config.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def gather(
+        view: tf.Tensor, index: tf.Tensor, partner_view: tf.Tensor, partner_index: tf.Tensor, share: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        first = tf.cast(tf.gather_nd(features_t, tf.stack([view, index], axis=1)), tf.float32)
+        labels = tf.gather(labels_t, index)
+        if not config.mixup:
+            return first, labels
+        second = tf.cast(tf.gather_nd(features_t, tf.stack([partner_view, partner_index], axis=1)), tf.float32)
+        weight = tf.reshape(share, (-1, 1, 1, 1))
+        mixed = weight * first + (1.0 - weight) * second
+        weight = tf.reshape(share, (-1, 1))
+        return mixed, weight * labels + (1.0 - weight) * tf.gather(labels_t, partner_index)
+
+    return make_train
