@@ -95,7 +95,9 @@ def read_train_args(run_dir: Path) -> TrainArgs:
             "without --resume"
         )
     config = resolve(args["config"].get("preset", "default"), args["config"])
-    val = [args["val"]] if isinstance(args.get("val"), str) else args.get("val")  # a str: written by a one-folder version
+    val = (
+        [args["val"]] if isinstance(args.get("val"), str) else args.get("val")
+    )  # a str: written by a one-folder version
     return TrainArgs(config, args["data"], val)
 
 
