@@ -95,9 +95,8 @@ def read_train_args(run_dir: Path) -> TrainArgs:
             "without --resume"
         )
     config = resolve(args["config"].get("preset", "default"), args["config"])
-    val = (
-        [args["val"]] if isinstance(args.get("val"), str) else args.get("val")
-    )  # a str: written by a one-folder version
+    # a str: written by a one-folder version; no key: a run without validation folders
+    val = [args["val"]] if isinstance(args.get("val"), str) else args.get("val")
     return TrainArgs(config, args["data"], val)
 
 
