@@ -139,9 +139,9 @@ def test_a_failed_run_leaves_the_previous_output_and_no_shards(cluster, tmp_path
     with pytest.raises(FaceGenderError, match="not a probability") as failure:
         distributed.predict_to_file([str(photos)], out, model=str(broken), detect="off", workers=2, photos_per_task=2)
     assert "\n" not in str(failure.value)
-    assert removed, "no shard was written before the failure: the test proved nothing"
     assert out.read_text() == "yesterday's results\n"
     assert [p.name for p in out.parent.iterdir()] == ["rows.csv"]  # no staging folder, no temporary file
+    assert removed, "no shard was written before the failure: the test proved nothing"
 
 
 def test_cli_joins_a_running_cluster_finds_faces_and_sums_up(cluster, model, tmp_path):
@@ -150,13 +150,17 @@ def test_cli_joins_a_running_cluster_finds_faces_and_sums_up(cluster, model, tmp
     photos = photo_folder(tmp_path / "photos", 5)
     (photos / "portrait.jpg").write_bytes(portrait().read_bytes())  # one real face: the detector runs in actors
     out = tmp_path / "rows.json"
+    from ray._private.state import jobs  # Ray's job table: no public call without the dashboard
+
     address = ray.get_runtime_context().gcs_address
+    before = len(jobs())
     args = ["predict", str(photos), "--engine", "ray", "--ray-address", address, "--workers", "2", "--model",
             str(model), "--output", str(out)]  # fmt: skip
     # os.environ now holds RAY_AUTH_MODE=token, which ray.init set: a client joins with the cluster's token
     result = subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)  # fmt: skip
     assert result.returncode == 1, result.stderr  # 1: some photos could not be read, as local predict says
+    assert len(jobs()) == before + 1  # it ran on this cluster, not on one of its own
     expected = list(predict([str(photos)], str(model)))
     assert json.loads(out.read_text()) == expected
     assert any(row["face_index"] == 0 and row["box"] for row in expected)  # the portrait's face was found
