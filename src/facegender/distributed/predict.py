@@ -11,7 +11,8 @@ session cannot be pickled and is too slow to make per batch. The pipeline:
            -> merged in input order into the output file (.parquet, .csv or .json), renamed into place last.
 
 Each photo carries its number in the input order (`seq`), and the merge writes the rows in that order whatever
-order the shards hold them in: Ray Data's preserve_order does not hold once a task is retried. Ray restarts an
+order the shards hold them in: Ray Data's preserve_order keeps them nearly in order, but not once a task is
+retried. Ray restarts an
 actor that dies and retries its tasks (a block's rows count only once its task has finished), so a killed worker
 neither loses nor duplicates rows; the merge checks that the numbers run without a gap or a repeat. A failed or
 interrupted run removes its shards and leaves the output as it was. Photos, model and output must be at the same
@@ -46,6 +47,7 @@ FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
 LISTINGS = (".txt", ".parquet")  # an input with one of these suffixes is a listing of photo paths, one a line/row
 PHOTOS_PER_TASK = 256  # one actor call: what the replacement of a killed worker redoes
 ROWS_PER_SHARD = 50_000
+ROWS_PER_GROUP = 65_536  # row groups of the merged Parquet output
 SHOWN_ERRORS = 20  # unreadable photos named on stderr; the rest are in the output's error column
 
 
@@ -361,13 +363,21 @@ def _connect(ray: Any, address: str | None) -> bool:
 
 
 def _run(write: Any, *args: Any, **kwargs: Any) -> None:
-    """Run the pipeline; a failure as one line."""
+    """Run the pipeline; a failure as one line. preserve_order keeps the shards nearly in input order, so the merge
+    reads them front to back; only the blocks of a retried task land elsewhere, and the merge reorders those."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    previous = context.execution_options.preserve_order
+    context.execution_options.preserve_order = True
     try:
         write(*args, **kwargs)
     except (FaceGenderError, KeyboardInterrupt):
         raise
     except Exception as exc:
         raise FaceGenderError(f"the Ray job failed: {_reason(exc)}") from None
+    finally:
+        context.execution_options.preserve_order = previous
 
 
 def _reason(exc: BaseException) -> str:
@@ -388,17 +398,25 @@ def _natural(path: Path) -> list[Any]:
 def _merge(staging: Path, fmt: str, output: Path) -> Summary:
     """Write the shards' rows in input order (seq) into one file of `fmt` beside the output, then rename it into
     place, counting as it goes. Streams: an index of runs (rows of consecutive seq, a few per block) and one row
-    group per shard in memory, however many rows there are."""
+    group in memory, however many rows there are."""
     import pyarrow.parquet as pq
 
     summary = Summary(output)
     merged = staging / f"merged.{fmt}"
     batches = (_count(summary, batch) for batch in _in_order(sorted(staging.glob("*.parquet"), key=_natural)))
     if fmt == "parquet":
+        import pyarrow as pa
+
         schema = _schemas()[1]
         with pq.ParquetWriter(merged, schema.remove(schema.get_field_index("seq"))) as writer:
-            for batch in batches:
-                writer.write_table(batch)
+            pending: list[Any] = []  # runs gathered into row groups of ROWS_PER_GROUP: a row group per run (a few
+            for batch in batches:  # hundred rows) would bloat the file, and the writer's metadata in memory
+                pending.append(batch)
+                if sum(len(t) for t in pending) >= ROWS_PER_GROUP:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending = []
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
     else:
         rows = (row for batch in batches for row in batch.to_pylist())
         with merged.open("w", encoding="utf-8", newline="") as handle:
@@ -426,15 +444,18 @@ def _in_order(shards: list[Path]) -> Iterator[Any]:
             for start, end in itertools.pairwise(cuts):
                 runs.append((int(seq[start]), int(seq[end - 1]), shard_index, group, start, end - start))
     runs.sort()
-    cached: dict[int, tuple[int, Any]] = {}  # shard -> (row group, its table): the one being read
+    cached: tuple[Any, Any] = (None, None)  # ((shard, row group), its table): only the one being read
     last = -1
     for first, final, shard_index, group, start, length in runs:
         if first != last + 1:  # a block written twice, or one lost: never write such a result
             raise FaceGenderError(f"the shards hold photo #{first} after #{last}: rows lost or repeated; run again")
         last = final
-        if cached.get(shard_index, (None,))[0] != group:
-            cached[shard_index] = (group, pq.ParquetFile(shards[shard_index]).read_row_group(group))
-        yield cached[shard_index][1].slice(start, length).drop_columns(["seq"])
+        if cached[0] != (shard_index, group):
+            cached = (None, None)  # let the last one go before reading the next
+            cached = ((shard_index, group), pq.ParquetFile(shards[shard_index]).read_row_group(group))
+        part = cached[1].slice(start, length).drop_columns(["seq"])
+        # a copy (take) where the run is part of a row group: a zero-copy slice would keep the whole group alive
+        yield part if length == len(cached[1]) else part.take(np.arange(length))
 
 
 def _count(summary: Summary, table: Any) -> Any:
