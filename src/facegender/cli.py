@@ -129,10 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
         "facegender predict examples/grace_hopper.jpg",
         'facegender predict photos/ "more/*.png" --format json --output results.json',
         "facegender predict group.jpg --annotate annotated/",
+        "facegender predict photos/ paths.txt --engine ray --output results.parquet",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="image file, folder (recursive) or glob; with --engine ray also a listing of photo paths "
+        "(.txt, a path a line, or .parquet, its file or path column)",
+    )  # fmt: skip
     p.add_argument("--model", help="run folder or .onnx/.tflite/.keras/.h5 file (default: the bundled model)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="how results are written")
+    p.add_argument(
+        "--format", choices=("table", "json", "csv"),
+        help="how results are written (default: table; with --engine ray, the --output suffix)",
+    )  # fmt: skip
     p.add_argument("--output", help="write the results to this file instead of standard output")
     p.add_argument("--threshold", type=float, help="threshold on p(male) (default: the model's own)")
     p.add_argument("--batch-size", type=int, default=32, dest="batch_size", help="faces per network call")
@@ -158,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
         "a face found only on the contrast-stretched or blurred second look needs 0.05 more)",
     )
     p.add_argument("--annotate", metavar="DIR", help="write copies of the photos with boxes and labels drawn into DIR")
+    p.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="'local' predicts in this process; 'ray' on a Ray cluster, written to --output as .parquet, .csv or "
+        "json (pip install 'facegender[distributed]'; docs/distributed.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray-address", dest="ray_address", metavar="ADDR",
+        help="join the Ray cluster at ADDR (e.g. 10.0.0.5:6379) instead of starting one on this machine",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, help="Ray actors predicting at once (default: the cluster's CPUs)")
+    p.add_argument(
+        "--worker-threads", type=int, dest="worker_threads", help="ONNX Runtime threads per Ray actor (default 1)"
+    )
 
     x = command(
         "export",
@@ -322,6 +343,13 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise FaceGenderError("--batch-size must be >= 1")
+    if args.engine == "ray":
+        return _predict_ray(args)
+    given = [flag for flag, value in (("--ray-address", args.ray_address), ("--workers", args.workers),
+                                      ("--worker-threads", args.worker_threads)) if value is not None]  # fmt: skip
+    if given:
+        raise FaceGenderError(f"{', '.join(given)} run Ray workers: add --engine ray")
+    args.format = args.format or "table"
     rows = list(
         predict(
             args.inputs, args.model, args.threshold, args.batch_size, parse_band(args.abstain_band),
@@ -349,6 +377,35 @@ def _predict(args: argparse.Namespace) -> int:
     if errors:
         print(f"{len(errors)} of {len(rows)} input(s) could not be read", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _predict_ray(args: argparse.Namespace) -> int:
+    """--engine ray: the rows go to --output, a summary line to standard output, the first unreadable photos to
+    standard error."""
+    from facegender.runtime.rows import parse_band
+
+    if args.annotate is not None:
+        raise FaceGenderError("--annotate runs with --engine local only; drop it, or predict those photos locally")
+    if args.output is None:
+        raise FaceGenderError("--engine ray writes its results to a file: add --output results.parquet (or .csv, "
+                              ".json)")  # fmt: skip
+    suffix = Path(args.output).suffix.lower().lstrip(".")
+    if args.format is not None and args.format != suffix:
+        raise FaceGenderError(f"--engine ray writes the format of the --output suffix (.{suffix}), not "
+                              f"--format {args.format}; drop --format or name the file .{args.format}")  # fmt: skip
+    from facegender.distributed.predict import predict_to_file
+
+    summary = predict_to_file(
+        args.inputs, args.output, args.model, args.threshold, args.batch_size, parse_band(args.abstain_band),
+        args.detect, args.min_face_score, args.workers, args.worker_threads or 1, args.ray_address,
+    )  # fmt: skip
+    for file, error in summary.first_errors:
+        print(f"could not read {file}: {error}", file=sys.stderr)
+    if summary.errors > len(summary.first_errors):
+        print(f"... and {summary.errors - len(summary.first_errors)} more: see the error column of {args.output}",
+              file=sys.stderr)  # fmt: skip
+    print(summary.line(), flush=True)
+    return 1 if summary.errors else 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -231,18 +231,19 @@ class Classifier:
         detect: str = "auto",
         min_face_score: float | None = None,
         whole_if_none: bool = False,
+        detector: FaceDetector | None = None,
     ) -> Iterator[tuple[int, list[tuple[tuple[int, int, int, int], float, float | None]] | ImageError]]:
         """Yield (index, [(box, p_male, face_score) per face] or ImageError) for each file, in order.
 
         `detect` is a detect.face_inputs mode; a photo without a face gives an empty list (unless
-        whole_if_none). face_score is the detector's confidence, None for a whole photo taken as one face. Files
+        whole_if_none). face_score is the detector's confidence, None for a whole photo taken as one face.
+        `detector` is one to reuse (a Ray worker loads its own once); by default one is made for this call. Files
         are decoded (and faces found) in threads, the next chunk while the model runs on this one, so memory holds
         at most two chunks whatever the number of files.
         """
         workers = workers or min(8, usable_cpus() * 2)
         size, crop, face_crops = self.info.image_size, self.info.crop, self.info.face_crops
-        detector = None
-        if detect != "off":  # one ONNX Runtime thread each: the files run in parallel instead
+        if detect != "off" and detector is None:  # one ONNX Runtime thread each: the files run in parallel instead
             detector = FaceDetector(MIN_SCORE if min_face_score is None else min_face_score, threads=1)
 
         def work(path: Path) -> list[FaceInput] | ImageError:

@@ -8,7 +8,8 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +30,34 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[dict[str, Any]]]:
     files: list[Path] = []
     missing: list[dict[str, Any]] = []
     for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = list(iter_image_files(path))
-            if not found:
-                missing.append(error_row(item, "folder holds no jpg, jpeg, png, bmp or webp images"))
-            files.extend(found)
-        elif is_special_file(path):  # never opened: reading a FIFO would wait forever
-            missing.append(error_row(item, "not a regular file (a FIFO, device or socket); name an image file"))
-        elif path.exists() or path.is_symlink():
-            files.append(path)
-        elif glob.has_magic(item):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            found = [m for m in matches if m.is_file() and is_image_file(m)]
-            if not found:
-                missing.append(error_row(item, "pattern matches no image file"))
-            files.extend(found)
-        else:
-            missing.append(error_row(item, "file not found"))
+        for found in iter_input(item):
+            (missing if isinstance(found, dict) else files).append(found)
     return files, missing
+
+
+def iter_input(item: str) -> Iterator[Path | dict[str, Any]]:
+    """The files one input names (a file, a folder recursively, a glob) in order, or the error row of an input that
+    names none. A generator: a folder of a million photos is walked, not listed first (the Ray engine's workers)."""
+    path = Path(item)
+    if path.is_dir():
+        found = False
+        for file in iter_image_files(path):
+            found = True
+            yield file
+        if not found:
+            yield error_row(item, "folder holds no jpg, jpeg, png, bmp or webp images")
+    elif is_special_file(path):  # never opened: reading a FIFO would wait forever
+        yield error_row(item, "not a regular file (a FIFO, device or socket); name an image file")
+    elif path.exists() or path.is_symlink():
+        yield path
+    elif glob.has_magic(item):
+        matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+        images = [m for m in matches if m.is_file() and is_image_file(m)]
+        if not images:
+            yield error_row(item, "pattern matches no image file")
+        yield from images
+    else:
+        yield error_row(item, "file not found")
 
 
 def predict(
@@ -145,14 +155,8 @@ def _annotate(annotator: Annotator, path: Path, rows: list[dict[str, Any]]) -> N
 
 def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
     """Render rows as 'json' (an array), 'csv' or an aligned 'table'."""
-    if fmt == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(dict(r, box=_box_text(r.get("box"))) for r in rows)
-        return buffer.getvalue().rstrip("\n")
+    if fmt in ("json", "csv"):
+        return "".join(stream_results(rows, fmt)).rstrip("\n")
     lines = []
     width = max([len(str(r["file"])) for r in rows] + [4])
     # the free-width box last: face_score (after box in JSON and CSV) stands before it here to keep columns aligned
@@ -166,6 +170,28 @@ def format_results(rows: list[dict[str, Any]], fmt: str) -> str:
         lines.append(f"{r['file']!s:<{width}}  {face:>4}  {r['label']:<9}  {p:<6}  {score:<10}  "
                      f"{_box_text(r.get('box'))}{tail}")  # fmt: skip
     return "\n".join(lines)
+
+
+def stream_results(rows: Iterable[dict[str, Any]], fmt: str) -> Iterator[str]:
+    """format_results(rows, 'json' or 'csv') in pieces, one row at a time, so that millions of rows can be written
+    without holding them (the Ray engine's merge)."""
+    if fmt == "json":  # the pieces of json.dumps(rows, indent=2), row by row
+        opening = "[\n"
+        for row in rows:
+            yield opening + textwrap.indent(json.dumps(row, indent=2, ensure_ascii=False), "  ")
+            opening = ",\n"
+        yield "[]" if opening == "[\n" else "\n]"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(dict(row, box=_box_text(row.get("box"))))
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def _box_text(box: list[int] | None) -> str:

@@ -1,0 +1,1 @@
+"""More than one machine: batch prediction on a Ray cluster (Ray Data). Ray is optional: facegender[distributed]."""
