@@ -96,14 +96,21 @@ def test_a_degenerate_box_still_frames_one_pixel():
     np.testing.assert_array_equal(framed, nearest_inside(image, (5, 6, 0, 0)))
 
 
-@pytest.mark.parametrize("box", [(400, 300, 100, 100), (500, 200, 120, 80)])
-def test_inside_the_photo_scaling_down_is_a_bilinear_resize_of_the_full_square(box):
+@pytest.mark.parametrize(
+    ("shape", "box", "max_side"),
+    [
+        ((12, 12), (4, 5, 2, 2), 2),
+        ((HEIGHT, WIDTH), (400, 300, 100, 100), 64),
+        ((HEIGHT, WIDTH), (500, 200, 120, 80), 64),
+    ],
+)
+def test_inside_the_photo_scaling_down_is_a_bilinear_resize_of_the_full_square(shape, box, max_side):
     from PIL import Image
 
-    image = np.random.default_rng(1).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    image = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
     full = frame_face(image, box)
-    expected = np.asarray(Image.fromarray(full).resize((64, 64), Image.Resampling.BILINEAR))
-    np.testing.assert_array_equal(frame_face(image, box, max_side=64), expected)
+    expected = np.asarray(Image.fromarray(full).resize((max_side, max_side), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(frame_face(image, box, max_side=max_side), expected)
 
 
 @pytest.mark.parametrize("box", [(-60, -9, 22, 22), (-10, 20, 20, 20), (-57, 700, 22, 22), (990, -40, 30, 30),
