@@ -157,7 +157,9 @@ def _cached_batches(
         count = data.steps(config.batch_size) * config.batch_size
 
         def draw() -> tuple[np.ndarray, np.ndarray]:  # (view, image) of every example of every epoch
-            order = np.concatenate([np.resize(rng.permutation(data.indices), count) for _ in range(epochs)])
+            # no epoch left (a resume after the last epoch's checkpoint): an empty draw, and fit only finishes
+            epochs_drawn = [np.resize(rng.permutation(data.indices), count) for _ in range(epochs)]
+            order = np.concatenate(epochs_drawn) if epochs_drawn else np.zeros(0, np.int64)
             return rng.integers(0, config.cached_views, len(order)), order
 
         view, index = draw()
