@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from facegender.errors import FaceGenderError, ImageError, InvalidOption
-from facegender.faces.detect import DETECT_MODES, MIN_SCORE, FaceDetector
+from facegender.faces.detect import MIN_SCORE, FaceDetector
 from facegender.files import display_name, ensure_writable, is_stream
 from facegender.runtime.inference import Classifier
-from facegender.runtime.predict import iter_input, stream_results
+from facegender.runtime.predict import check_scoring, iter_input, stream_results
 from facegender.runtime.rows import error_row, face_rows
-from facegender.runtime.schema import check_threshold
 from facegender.system import usable_cpus
 
 INSTALL = "pip install 'facegender[distributed]'"
@@ -228,11 +227,7 @@ def predict_to_file(
     if any(item == "" for item in inputs):
         raise FaceGenderError("an input is an empty name (an unset shell variable?); name a file, folder, glob or "
                               "listing")  # fmt: skip
-    check_threshold(threshold)
-    if detect not in DETECT_MODES:
-        raise InvalidOption("detect", f"must be one of {', '.join(DETECT_MODES)}", detect)
-    if min_face_score is not None and not 0.0 < min_face_score < 1.0:
-        raise InvalidOption("min_face_score", "must be between 0 and 1", min_face_score)
+    check_scoring(threshold, detect, min_face_score)
     if batch_size < 1:
         raise InvalidOption("batch_size", "must be >= 1", batch_size)
     if worker_threads < 1:

@@ -60,6 +60,15 @@ def iter_input(item: str) -> Iterator[Path | dict[str, Any]]:
         yield error_row(item, "file not found")
 
 
+def check_scoring(threshold: float | None, detect: str, min_face_score: float | None) -> None:
+    """The options that decide how faces are found and labelled, checked before any work (local and Ray predict)."""
+    check_threshold(threshold)
+    if detect not in DETECT_MODES:
+        raise InvalidOption("detect", f"must be one of {', '.join(DETECT_MODES)}", detect)
+    if min_face_score is not None and not 0.0 < min_face_score < 1.0:
+        raise InvalidOption("min_face_score", "must be between 0 and 1", min_face_score)
+
+
 def predict(
     inputs: list[str],
     model: str | Path | None = None,
@@ -83,11 +92,7 @@ def predict(
     if output is not None and str(output) == "":
         raise FaceGenderError("--output is an empty name (an unset shell variable?); name a file for the results, "
                               "or leave --output out to print them")  # fmt: skip
-    check_threshold(threshold)
-    if detect not in DETECT_MODES:
-        raise InvalidOption("detect", f"must be one of {', '.join(DETECT_MODES)}", detect)
-    if min_face_score is not None and not 0.0 < min_face_score < 1.0:
-        raise InvalidOption("min_face_score", "must be between 0 and 1", min_face_score)
+    check_scoring(threshold, detect, min_face_score)
     classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
     cut = classifier.info.threshold if threshold is None else threshold
