@@ -158,8 +158,8 @@ EDGES = [
     ({"monitor": "val_auc"}, None),
     ({"monitor": "val_acc"}, "monitor must be 'val_loss' or 'val_auc'"),
     ({"source_weights": (0.5, 100.0)}, None),
-    ({"source_weights": (0.0,)}, "source_weights must be numbers in (0, 100], one per --data folder"),
-    ({"source_weights": (100.5,)}, "source_weights must be numbers in (0, 100], one per --data folder"),
+    ({"source_weights": (0.0,)}, "source_weights must be numbers in (0, 100], one per training data folder"),
+    ({"source_weights": (100.5,)}, "source_weights must be numbers in (0, 100], one per training data folder"),
 ]
 
 

@@ -5,6 +5,7 @@ import pytest
 from conftest import make_dataset, portrait
 from PIL import Image
 
+from facegender.cli import flag
 from facegender.data import (
     Dataset,
     age_band,
@@ -244,7 +245,8 @@ def test_split_takes_whole_groups_until_the_validation_share_is_reached():
     assert val.counts() == {"female": 3, "male": 3} and len(set(val.columns["identity"])) == 2
     with pytest.raises(FaceGenderError) as info:
         split_train_val(in_groups([0, 1, 1, 1], None), 0.2, seed=0)  # the one female photo would go to validation
-    assert str(info.value) == "too few images to split off a validation set; pass --val DIR"
+    assert str(info.value) == "too few images to split off a validation set; pass val DIR"  # train()'s parameter
+    assert info.value.worded(flag) == "too few images to split off a validation set; pass --val DIR"
 
 
 @pytest.mark.parametrize(

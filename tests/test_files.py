@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from facegender import files
-from facegender.errors import FaceGenderError
+from facegender.errors import OptionError
 from facegender.files import atomic_write_bytes, display_name, ensure_writable, is_stream
 
 
@@ -124,9 +124,10 @@ def test_ensure_writable_creates_the_folder_and_leaves_nothing_behind(tmp_path):
     ensure_writable(tmp_path / "new" / "run")  # again: it exists
     assert list((tmp_path / "new" / "run").iterdir()) == []
     (tmp_path / "file").write_text("x")
-    with pytest.raises(FaceGenderError) as info:
-        ensure_writable(tmp_path / "file", "--val-out")
-    assert str(info.value) == f"cannot write to {tmp_path / 'file'} (File exists); choose another --val-out"
-    with pytest.raises(FaceGenderError) as info:
+    with pytest.raises(OptionError) as info:
+        ensure_writable(tmp_path / "file", "val_out")
+    assert str(info.value) == f"cannot write to {tmp_path / 'file'} (File exists); choose another val_out"
+    assert info.value.worded(lambda name: "--" + name.replace("_", "-")).endswith("choose another --val-out")
+    with pytest.raises(OptionError) as info:
         ensure_writable(tmp_path / "file" / "sub")
-    assert str(info.value) == f"cannot write to {tmp_path / 'file' / 'sub'} (Not a directory); choose another --out"
+    assert str(info.value) == f"cannot write to {tmp_path / 'file' / 'sub'} (Not a directory); choose another out"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from facegender.cli import flag
 from facegender.errors import FaceGenderError, InvalidOption
 from facegender.runtime import schema
 from facegender.runtime.schema import (
@@ -132,7 +133,8 @@ def test_model_paths_a_run_folder_a_file_or_the_bundled_model(tmp_path, monkeypa
     monkeypatch.setattr(schema, "BUNDLED_MODEL", tmp_path / "empty")
     with pytest.raises(FaceGenderError) as info:
         resolve_model_path(None)
-    assert str(info.value) == "no bundled default model in this install; pass --model RUN_DIR or a model file"
+    assert str(info.value) == "no bundled default model in this install; pass model RUN_DIR or a model file"
+    assert info.value.worded(flag) == "no bundled default model in this install; pass --model RUN_DIR or a model file"
 
 
 def test_where_metadata_lives_beside_a_model():

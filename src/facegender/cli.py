@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from facegender import __version__
-from facegender.errors import FaceGenderError, InvalidOption
+from facegender.errors import FaceGenderError, OptionError
 from facegender.training.tf_import import VERBOSE_VARIABLE
 
 
@@ -417,6 +417,11 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def flag(parameter: str) -> str:
+    """The command-line flag of a library parameter: out_dir -> --out-dir."""
+    return "--" + parameter.replace("_", "-")
+
+
 COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export, "serve": _serve}
 
 
@@ -431,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         _sigterm_as_interrupt()
     try:
         return COMMANDS[args.command](args)
-    except InvalidOption as exc:  # the library names the parameter; the CLI words it as its flag
-        print(f"error: {exc.worded('--' + exc.name.replace('_', '-'))}", file=sys.stderr)
+    except OptionError as exc:  # the library names its parameters; the CLI words them as its flags
+        print(f"error: {exc.worded(flag)}", file=sys.stderr)
         return 2
     except FaceGenderError as exc:
         print(f"error: {exc}", file=sys.stderr)

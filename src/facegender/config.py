@@ -133,7 +133,7 @@ class Config:
             (self.monitor in ("val_loss", "val_auc"), "monitor must be 'val_loss' or 'val_auc'"),
             (
                 all(0.0 < w <= 100.0 for w in self.source_weights),
-                "source_weights must be numbers in (0, 100], one per --data folder",
+                "source_weights must be numbers in (0, 100], one per training data folder",
             ),
         ]
         problems = [message for ok, message in checks if not ok]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from facegender import CLASS_NAMES
-from facegender.errors import FaceGenderError, ImageError
+from facegender.errors import FaceGenderError, ImageError, OptionError
 from facegender.faces.detect import FaceDetector, read_faces
 from facegender.faces.images import FACE_FRAMING_SIDE, prepare
 from facegender.imagefiles import iter_image_files
@@ -226,7 +226,7 @@ def split_train_val(dataset: Dataset, fraction: float, seed: int) -> tuple[Datas
             else:
                 train_idx.extend(groups[key])
         if not any(dataset.labels[i] == label for i in train_idx):
-            raise FaceGenderError("too few images to split off a validation set; pass --val DIR")
+            raise OptionError("too few images to split off a validation set; pass {val} DIR")
     return dataset.subset(sorted(train_idx)), dataset.subset(sorted(val_idx))
 
 

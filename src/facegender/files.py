@@ -8,7 +8,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from facegender.errors import FaceGenderError
+from facegender.errors import OptionError
 
 # Control characters (a newline is legal in a Linux file name) would split a table row or a stderr line.
 _NAMED_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
@@ -85,12 +85,17 @@ def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
 
 
-def ensure_writable(folder: Path, option: str = "--out") -> None:
-    """Create `folder` (and parents) and check a file can be written there; a clear error if not."""
+def ensure_writable(folder: Path, option: str = "out") -> None:
+    """Create `folder` (and parents) and check a file can be written there; a clear error naming the parameter
+    `option` (the CLI words it as its flag) if not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".facegender_write_test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise FaceGenderError(f"cannot write to {folder} ({exc.strerror or exc}); choose another {option}") from None
+        raise OptionError(
+            f"cannot write to {{folder}} ({{reason}}); choose another {{{option}}}",
+            folder=folder,
+            reason=exc.strerror or exc,
+        ) from None

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facegender.errors import FaceGenderError, ImageError, InvalidOption
+from facegender.errors import FaceGenderError, ImageError, InvalidOption, OptionError
 from facegender.faces.detect import MIN_SCORE, FaceDetector
 from facegender.files import display_name, ensure_writable, is_stream
 from facegender.runtime.inference import Classifier
@@ -242,7 +242,9 @@ def predict_to_file(
     cut = classifier.info.threshold if threshold is None else threshold
     for item in inputs:  # e.g. a Parquet listing named as the output too: it would be replaced by the results
         if os.path.realpath(item) == str(output):
-            raise FaceGenderError(f"--output {display_name(item)} is one of the inputs; name a new file for the rows")
+            raise OptionError(
+                "{output} {file} is one of the inputs; name a new file for the rows", file=display_name(item)
+            )
     sources = _sources(inputs)
     photos_per_task = photos_per_task or PHOTOS_PER_TASK
     started = _connect(ray, address)
@@ -277,17 +279,22 @@ def predict_to_file(
 def _check_output(output: str | Path) -> tuple[Path, str]:
     """The output file and its format, refused before any work when it cannot be one."""
     if str(output) == "":
-        raise FaceGenderError("--output is an empty name (an unset shell variable?); name a file for the results")
+        raise OptionError("{output} is an empty name (an unset shell variable?); name a file for the results")
     path = Path(output)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise FaceGenderError(f"--engine ray writes --output as .parquet, .csv or .json (by its suffix), got "
-                              f"{display_name(path)}")  # fmt: skip
+        raise OptionError(
+            "--engine ray writes {output} as .parquet, .csv or .json (by its suffix), got {file}",
+            file=display_name(path),
+        )
     if is_stream(path) or path.is_dir():
-        raise FaceGenderError(f"--engine ray writes --output as a new file, renamed into place when complete; "
-                              f"{display_name(path)} is not a regular file")  # fmt: skip
+        raise OptionError(
+            "--engine ray writes {output} as a new file, renamed into place when complete; {file} is "
+            "not a regular file",
+            file=display_name(path),
+        )
     path = Path(os.path.realpath(path))  # a link: its target is replaced
-    ensure_writable(path.parent, "--output")
+    ensure_writable(path.parent, "output")
     return path, fmt
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from facegender import CLASS_NAMES
 from facegender.data import Dataset, refuse_inside_class_folders, scan_dataset
-from facegender.errors import FaceGenderError, ImageError
+from facegender.errors import FaceGenderError, ImageError, OptionError
 from facegender.evaluation import metrics, plots
 from facegender.evaluation.report import write_report
 from facegender.files import display_name, ensure_writable
@@ -59,8 +59,9 @@ def write_evaluation(
 
 def _refuse_foreign_misclassified(out: Path) -> None:
     if (out / "misclassified").exists() and not (out / "misclassified" / "misclassified.csv").is_file():
-        raise FaceGenderError(
-            f"{out / 'misclassified'} exists and was not written by facegender; move it or choose another --out"
+        raise OptionError(
+            "{folder} exists and was not written by facegender; move it or choose another {out}",
+            folder=out / "misclassified",
         )
 
 
@@ -142,7 +143,7 @@ def evaluate(
     """
     check_threshold(threshold)
     if not str(data) or not str(out):
-        raise FaceGenderError("--data and --out need a folder, got an empty path (an unset shell variable?)")
+        raise OptionError("{data} and {out} need a folder, got an empty path (an unset shell variable?)")
     dataset = scan_dataset(data, min_per_class=1)
     classifier = Classifier.load(model)
     out = Path(out)

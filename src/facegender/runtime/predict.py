@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from facegender.errors import FaceGenderError, ImageError, InvalidOption
+from facegender.errors import FaceGenderError, ImageError, InvalidOption, OptionError
 from facegender.faces.detect import DETECT_MODES
 from facegender.faces.images import load_image
 from facegender.files import display_name, ensure_writable, is_stream
@@ -88,10 +88,10 @@ def predict(
         raise FaceGenderError("an input is an empty name (an unset shell variable?); name a file, folder or glob, "
                               "or '.' for the current folder")  # fmt: skip
     if annotate is not None and str(annotate) == "":
-        raise FaceGenderError("--annotate is an empty name (an unset shell variable?); name a folder for the copies")
+        raise OptionError("{annotate} is an empty name (an unset shell variable?); name a folder for the copies")
     if output is not None and str(output) == "":
-        raise FaceGenderError("--output is an empty name (an unset shell variable?); name a file for the results, "
-                              "or leave --output out to print them")  # fmt: skip
+        raise OptionError("{output} is an empty name (an unset shell variable?); name a file for the results, "
+                          "or leave {output} out to print them")  # fmt: skip
     check_scoring(threshold, detect, min_face_score)
     classifier = Classifier.load(model)  # a wrong model is a usage error, whatever the inputs
     files, missing = expand_inputs(inputs)
@@ -117,14 +117,14 @@ def _annotator(folder: Path, files: list[Path]) -> Annotator:
     # realpath, not Path.resolve: a symlink loop among the inputs is reported as unreadable, not a crash here
     folder = Path(os.path.realpath(folder))
     if any(Path(os.path.realpath(path)).is_relative_to(folder) for path in files):
-        raise FaceGenderError(f"--annotate {folder} holds photos being predicted; choose a folder outside the inputs "
-                              "so that no photo is overwritten or read back")  # fmt: skip
-    ensure_writable(folder, "--annotate folder")
+        raise OptionError("{annotate} {folder} holds photos being predicted; choose a folder outside the inputs "
+                          "so that no photo is overwritten or read back", folder=folder)  # fmt: skip
+    ensure_writable(folder, "annotate")
     return Annotator(folder)
 
 
 def check_output(output: Path, files: list[Path]) -> None:
-    """Refuse an --output that is one of the input photos (links resolved: a shell glob makes this easy) or that
+    """Refuse an `output` that is one of the input photos (links resolved: a shell glob makes this easy) or that
     cannot be written, before any photo is read rather than after all of them."""
     try:
         target = os.stat(output)  # links followed, as atomic_write_bytes writes through them
@@ -137,16 +137,19 @@ def check_output(output: Path, files: list[Path]) -> None:
             except OSError:  # unreadable inputs are reported as such later
                 continue
             if same:
-                raise FaceGenderError(f"--output {display_name(output)} is one of the photos being predicted "
-                                      f"({display_name(path)}); name a new file for the results")  # fmt: skip
+                raise OptionError("{output} {file} is one of the photos being predicted ({photo}); name a new file "
+                                  "for the results", file=display_name(output), photo=display_name(path))  # fmt: skip
         if stat.S_ISDIR(target.st_mode):
-            raise FaceGenderError(f"--output {display_name(output)} is a folder; name a file, e.g. "
-                                  f"{display_name(output / 'results.json')}")  # fmt: skip
+            raise OptionError(
+                "{output} {folder} is a folder; name a file, e.g. {example}",
+                folder=display_name(output),
+                example=display_name(output / "results.json"),
+            )
         if not stat.S_ISREG(target.st_mode):
             return  # a FIFO or device is written straight into, never replaced
     if is_stream(output):
         return
-    ensure_writable(Path(os.path.realpath(output)).parent, "--output")
+    ensure_writable(Path(os.path.realpath(output)).parent, "output")
 
 
 def _annotate(annotator: Annotator, path: Path, rows: list[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from facegender import CLASS_NAMES
-from facegender.errors import FaceGenderError, InvalidOption
+from facegender.errors import FaceGenderError, InvalidOption, OptionError
 from facegender.faces.images import FACE_FRAMING_SIDE
 
 # The valid range of each numeric field, inclusive (temperature: > 0 as well).
@@ -110,7 +110,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
     if model is None:
         path = BUNDLED_MODEL
         if not any((path / name).is_file() for name in MODEL_FILES):
-            raise FaceGenderError("no bundled default model in this install; pass --model RUN_DIR or a model file")
+            raise OptionError("no bundled default model in this install; pass {model} RUN_DIR or a model file")
     else:
         path = Path(model)
     if not path.exists():

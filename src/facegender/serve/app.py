@@ -24,7 +24,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegender import __version__
-from facegender.errors import FaceGenderError, ImageError, InvalidOption
+from facegender.errors import FaceGenderError, ImageError, InvalidOption, OptionError
 from facegender.faces.detect import FaceDetector, face_inputs
 from facegender.faces.images import decode_image
 from facegender.runtime.inference import Classifier
@@ -249,9 +249,11 @@ def bind(host: str, port: int) -> socket.socket:
             flags=socket.AI_PASSIVE,
         )[0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise FaceGenderError(
-            f"--host {host!r} is not an address to serve on ({getattr(exc, 'strerror', None) or exc}); "
-            "use e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
+        raise OptionError(
+            "{host} {value} is not an address to serve on ({reason}); use e.g. 127.0.0.1 (this machine only) or "
+            "0.0.0.0 (every network)",
+            value=repr(host),
+            reason=getattr(exc, "strerror", None) or exc,
         ) from None
     sock = socket.socket(family, kind, proto)
     try:
@@ -260,11 +262,13 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         hint = {
-            errno.EADDRINUSE: "it is already in use; choose another --port or stop the server using it",
-            errno.EACCES: "ports below 1024 need root; choose --port 1024 or above",
-            errno.EADDRNOTAVAIL: "that address is not one of this machine's; choose another --host",
-        }.get(exc.errno or 0, "choose another --host or --port")
-        raise FaceGenderError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): {hint}") from None
+            errno.EADDRINUSE: "it is already in use; choose another {port} or stop the server using it",
+            errno.EACCES: "ports below 1024 need root; choose {port} 1024 or above",
+            errno.EADDRNOTAVAIL: "that address is not one of this machine's; choose another {host}",
+        }.get(exc.errno or 0, "choose another {host} or {port}")
+        raise OptionError(
+            "cannot serve on {address} ({reason}): " + hint, address=f"{host}:{port}", reason=exc.strerror or exc
+        ) from None
     return sock
 
 

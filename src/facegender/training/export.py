@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from facegender.errors import FaceGenderError
+from facegender.errors import FaceGenderError, OptionError
 from facegender.files import atomic_write_bytes, ensure_writable
 from facegender.runtime.schema import (
     METADATA_KEY,
@@ -38,7 +38,7 @@ def export_model(
     options: dict[str, Any] = {}
     if fmt == "tflite-int8":
         if samples is None or len(samples) == 0:
-            raise FaceGenderError("tflite-int8 needs a representative set: pass --data with training images")
+            raise OptionError("tflite-int8 needs a representative set: pass {data} with training images")
 
         def representative() -> Any:
             for image in samples:
@@ -83,7 +83,7 @@ def calibration_images(folder: str | Path | None, info: Any, count: int) -> np.n
     from facegender.imagefiles import iter_image_files
 
     if not folder or not Path(folder).is_dir():
-        raise FaceGenderError("tflite-int8 needs calibration images: pass --data with a folder of training images")
+        raise OptionError("tflite-int8 needs calibration images: pass {data} with a folder of training images")
     files = list(iter_image_files(Path(folder)))
     if not files:
         raise FaceGenderError(f"no images in {folder} for int8 calibration")
@@ -107,7 +107,9 @@ def export_run(model: Path, out: Path, fmt: str, data: str | None = None, sample
     metadata = read_metadata_dict(metadata_file(source))  # the metadata the export will carry must be readable
     info = ModelInfo.from_dict(metadata, str(source))
     if out.is_dir():
-        raise FaceGenderError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.onnx'}")
+        raise OptionError(
+            "{out} {folder} is a folder; give a file name, e.g. {example}", folder=out, example=out / "model.onnx"
+        )
     ensure_writable(out.parent)  # before loading TensorFlow and the model, not after
     calibration = None
     if fmt == "tflite-int8":

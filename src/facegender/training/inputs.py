@@ -20,7 +20,7 @@ from facegender.data import (
     scan_dataset,
     split_train_val,
 )
-from facegender.errors import FaceGenderError, ImageError
+from facegender.errors import FaceGenderError, ImageError, OptionError
 from facegender.progress import bar, log
 
 DataArg = str | Path | list[str] | list[Path]
@@ -46,9 +46,12 @@ def read_split(config: Config, data: DataArg, val: ValArg) -> Split:
     """--data's dataset(s) and --val's; without a validation folder (none given, no data/val/), a split of --data."""
     folders = as_list(data)
     val_folders = as_list(val)
-    for flag, named in (("--data", folders), ("--val", val_folders)):
+    for option, named in (("data", folders), ("val", val_folders)):
         if len({os.path.realpath(folder) for folder in named}) < len(named):
-            raise FaceGenderError(f"{flag} names the same folder twice ({' '.join(map(str, named))}); name each once")
+            raise OptionError(
+                f"{{{option}}} names the same folder twice ({{folders}}); name each once",
+                folders=" ".join(map(str, named)),
+            )
     val_dirs = [Path(v) for v in val_folders]
     if len(folders) == 1:
         train_dir, val_dir = resolve_splits(folders[0], val_folders[0] if len(val_folders) == 1 else None)
@@ -116,9 +119,12 @@ def source_indices(dataset: Dataset, weights: tuple[float, ...], rng: np.random.
     sources = dataset.columns.get(SOURCE_COLUMN, ["all"] * len(dataset))
     names = list(dict.fromkeys(sources))
     if len(weights) != len(names):
-        raise FaceGenderError(
-            f"source_weights has {len(weights)} weight(s) but training reads {len(names)} folder(s) "
-            f"({', '.join(names)}); give one weight per --data folder"
+        raise OptionError(
+            "source_weights has {count} weight(s) but training reads {folders} folder(s) ({names}); give one "
+            "weight per {data} folder",
+            count=len(weights),
+            folders=len(names),
+            names=", ".join(names),
         )
     picked = []
     for name, weight in zip(names, weights, strict=True):

@@ -12,7 +12,7 @@ import_tensorflow()  # before Keras's own import: TensorFlow's start-up lines hi
 import keras  # noqa: E402
 
 from facegender.config import Config  # noqa: E402
-from facegender.errors import FaceGenderError  # noqa: E402
+from facegender.errors import FaceGenderError, OptionError  # noqa: E402
 
 BACKBONE_NAME = "mobilenetv2_1.00_224"
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -35,9 +35,10 @@ def resolve_backbone_weights(value: str) -> str | None:
         return None
     if value.lower() == "face":
         if not FACE_BACKBONE.is_file():
-            raise FaceGenderError(
-                f"the face-pretrained backbone {FACE_BACKBONE} is missing from this install; reinstall facegender "
-                "or pass --backbone-weights imagenet"
+            raise OptionError(
+                "the face-pretrained backbone {file} is missing from this install; reinstall facegender "
+                "or pass {backbone_weights} imagenet",
+                file=FACE_BACKBONE,
             )
         return str(FACE_BACKBONE)
     if value.lower() == "imagenet":
@@ -47,9 +48,11 @@ def resolve_backbone_weights(value: str) -> str | None:
         return str(cached) if cached.is_file() else "imagenet"
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FaceGenderError(
-            f"backbone weights file not found: {value}. Pass --backbone-weights imagenet, none, "
-            f"or the path to {WEIGHTS_FILE}"
+        raise OptionError(
+            "backbone weights file not found: {value}. Pass {backbone_weights} imagenet, face, none, or the path to "
+            "{file}",
+            value=value,
+            file=WEIGHTS_FILE,
         )
     return str(path)
 
@@ -68,10 +71,13 @@ def build_model(config: Config) -> keras.Model:
     except FaceGenderError:
         raise
     except Exception as exc:  # download failure, wrong file, incompatible shapes
-        raise FaceGenderError(
-            f"could not load MobileNetV2 backbone weights ({config.backbone_weights}): {exc}. "
-            f"Offline, copy {WEIGHTS_FILE} into {keras_cache_weights().parent} "
-            "(a writable $KERAS_HOME/models) or pass --backbone-weights PATH"
+        raise OptionError(
+            "could not load MobileNetV2 backbone weights ({value}): {reason}. Offline, copy {file} into {folder} "
+            "(a writable $KERAS_HOME/models) or pass {backbone_weights} PATH",
+            value=config.backbone_weights,
+            reason=exc,
+            file=WEIGHTS_FILE,
+            folder=keras_cache_weights().parent,
         ) from exc
     inputs = keras.Input(shape=(size, size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_minus1_1")(inputs)

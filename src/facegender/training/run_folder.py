@@ -13,7 +13,7 @@ from pathlib import Path
 from facegender import __version__
 from facegender.config import Config, resolve
 from facegender.data import refuse_inside_class_folders
-from facegender.errors import FaceGenderError
+from facegender.errors import FaceGenderError, OptionError
 from facegender.files import atomic_write_bytes
 from facegender.progress import log
 
@@ -47,7 +47,9 @@ def make_run_dir(run_dir: Path, photos: list[Path]) -> None:
         (run_dir / ".write_test").touch()
         (run_dir / ".write_test").unlink()
     except OSError as exc:
-        raise FaceGenderError(f"cannot write the run folder {run_dir}: {exc}; choose another --out") from exc
+        raise OptionError(
+            "cannot write the run folder {folder}: {reason}; choose another {out}", folder=run_dir, reason=exc
+        ) from exc
     log(f"run folder: {run_dir}")
 
 
@@ -90,9 +92,9 @@ def read_train_args(run_dir: Path) -> TrainArgs:
     except (UnicodeDecodeError, json.JSONDecodeError):
         valid = False
     if not valid:
-        raise FaceGenderError(
-            f"{args_file} is damaged (it should name the data folders and the config); start the run again "
-            "without --resume"
+        raise OptionError(
+            "{file} is damaged (it should name the data folders and the config); start the run again without {resume}",
+            file=args_file,
         )
     config = resolve(args["config"].get("preset", "default"), args["config"])
     # a str: written by a one-folder version; no key: a run without validation folders
