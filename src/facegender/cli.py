@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "facegender train --preset seed --data ../shared/data/lfw-adverse/train --val ../shared/data/lfw-adverse/val",
         "facegender train --data small-set/ --backbone-weights face   # start from faces, not ImageNet",
         "facegender train --resume runs/train",
+        "facegender train --data photos/ --val photos-val/ --workers 2   # on Ray Train (facegender[distributed])",
     )
     t.add_argument(
         "--data",
@@ -105,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--out", help="run folder to write (default: runs/train, runs/train2, ...)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last completed epoch")
+    t.add_argument(
+        "--workers",
+        type=int,
+        help="train with this many workers on a Ray cluster (Ray Train, MultiWorkerMirroredStrategy; --batch-size "
+        "is the global batch); default: one process, no Ray",
+    )
+    t.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        dest="ray_address",
+        help="with --workers: join the Ray cluster at ADDR (default: start one on this machine for the run)",
+    )
 
     e = command(
         "evaluate",
@@ -223,6 +236,8 @@ def _train(args: argparse.Namespace) -> int:
     from facegender import config as cfg
 
     flags = ("epochs", "batch_size", "image_size", "backbone_weights", "seed", "face_crops")
+    if args.ray_address is not None and args.workers is None:
+        raise FaceGenderError("--ray-address trains on Ray workers: add --workers N")
     if args.resume is not None:
         given = [name for name in ("data", "val", "preset", "config", "out", *flags) if getattr(args, name) is not None]
         if given:
@@ -232,6 +247,11 @@ def _train(args: argparse.Namespace) -> int:
             )
         if not args.resume:
             raise FaceGenderError("--resume needs a run folder, got an empty name (an unset shell variable?)")
+        if args.workers is not None:
+            from facegender.distributed.train import train_on_ray
+
+            return _trained(_interruptible(args.resume, train_on_ray, None, None, None, args.resume, args.workers,
+                                           args.ray_address))  # fmt: skip
         from facegender.training.train import resume
 
         return _trained(_interruptible(args.resume, resume, args.resume))
@@ -247,6 +267,11 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else next_run_dir()
     if (out / "model.keras").is_file():
         raise FaceGenderError(f"{out} holds a finished run (model.keras); choose another --out or delete it first")
+    if args.workers is not None:
+        from facegender.distributed.train import train_on_ray
+
+        return _trained(_interruptible(out, train_on_ray, config, args.data, args.val, out, args.workers,
+                                       args.ray_address))  # fmt: skip
     return _trained(_interruptible(out, train, config, args.data, args.val, out))
 
 

@@ -22,7 +22,6 @@ paths on every machine of a cluster (a shared filesystem); relative paths are ta
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import re
 import secrets
@@ -33,31 +32,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facegender.distributed.cluster import connect, failure_reason, require_ray
 from facegender.errors import FaceGenderError, ImageError, InvalidOption, OptionError
 from facegender.faces.detect import MIN_SCORE, FaceDetector
 from facegender.files import display_name, ensure_writable, is_stream
 from facegender.runtime.inference import Classifier
 from facegender.runtime.predict import check_scoring, iter_input, stream_results
 from facegender.runtime.rows import error_row, face_rows
-from facegender.system import usable_cpus
 
-INSTALL = "pip install 'facegender[distributed]'"
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
 LISTINGS = (".txt", ".parquet")  # an input with one of these suffixes is a listing of photo paths, one a line/row
 PHOTOS_PER_TASK = 256  # one actor call: what the replacement of a killed worker redoes
 ROWS_PER_SHARD = 50_000
 ROWS_PER_GROUP = 65_536  # row groups of the merged Parquet output
 SHOWN_ERRORS = 20  # unreadable photos named on stderr; the rest are in the output's error column
-
-
-def require_ray() -> Any:
-    """The ray module, or one line saying how to install it."""
-    try:
-        import ray
-        import ray.data  # ray without its [data] extra lacks pyarrow and pandas
-    except ImportError:
-        raise FaceGenderError(f"--engine ray needs Ray Data: install it with {INSTALL}") from None
-    return ray
 
 
 def _schemas() -> tuple[Any, Any]:
@@ -247,7 +235,7 @@ def predict_to_file(
             )
     sources = _sources(inputs)
     photos_per_task = photos_per_task or PHOTOS_PER_TASK
-    started = _connect(ray, address)
+    started = connect(ray, address)
     staging = output.parent / f".{output.name}.shards-{secrets.token_hex(4)}"
     try:
         begun = time.monotonic()
@@ -351,19 +339,6 @@ def _shard_names() -> Any:
     return ShardNames()
 
 
-def _connect(ray: Any, address: str | None) -> bool:
-    """Start a local cluster (no address) or join one; True when this call started it (and must stop it)."""
-    if ray.is_initialized():
-        return False
-    local = {"num_cpus": usable_cpus(), "include_dashboard": False} if address is None else {}
-    try:
-        ray.init(address=address or "local", logging_level=logging.WARNING, **local)
-    except Exception as exc:
-        where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
-        raise FaceGenderError(f"could not {where}: {_reason(exc)}") from None
-    return True
-
-
 def _run(write: Any, *args: Any, **kwargs: Any) -> None:
     """Run the pipeline; a failure as one line. preserve_order keeps the shards nearly in input order, so the merge
     reads them front to back; only the blocks of a retried task land elsewhere, and the merge reorders those."""
@@ -377,20 +352,9 @@ def _run(write: Any, *args: Any, **kwargs: Any) -> None:
     except (FaceGenderError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        raise FaceGenderError(f"the Ray job failed: {_reason(exc)}") from None
+        raise FaceGenderError(f"the Ray job failed: {failure_reason(exc)}") from None
     finally:
         context.execution_options.preserve_order = previous
-
-
-def _reason(exc: BaseException) -> str:
-    """One line for a failed Ray job: a facegender error's own message where a worker raised one (Ray carries it
-    as text inside its RayTaskError / UserCodeException: the exception chain does not survive pickling), else
-    the first line of the error."""
-    found = re.findall(r"^facegender\.errors\.\w+: (.+)$", str(exc), flags=re.MULTILINE)
-    if found:
-        return found[-1]
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _natural(path: Path) -> list[Any]:

@@ -41,6 +41,7 @@ class RunRecord:
     history: dict[str, list[float]]  # history.csv: every epoch, across resumes
     train_seconds: float  # the wall time up to the end of fitting
     started: float  # time.time() at the start of the run
+    workers: int = 1  # the processes that trained it together (training.multiworker)
 
 
 def finish(model: keras.Model, val: Photos, record: RunRecord) -> Path:
@@ -92,6 +93,7 @@ def _training_entry(record: RunRecord, val_set: Dataset) -> dict[str, Any]:
     return {
         "wall_time_s": round(record.train_seconds, 1),
         "epochs_run": len(record.history.get("loss", [])),
+        "workers": record.workers,
         "train_counts": record.train_counts,
         "data": [str(Path(d).resolve()) for d in record.train_folders],
         "val_counts": val_set.counts(),

@@ -30,6 +30,9 @@ class Session:
     run_dir: Path
     class_weight: dict[int, float] | None
     resume: bool
+    # where a resume reads the checkpoint: the run folder's own, or (the other workers of a multi-worker run,
+    # which write into folders of their own) the chief's
+    resume_from: Path | None = None
 
     @property
     def csv_path(self) -> Path:
@@ -38,6 +41,10 @@ class Session:
     @property
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoint"
+
+    @property
+    def restored_checkpoints(self) -> Path:
+        return self.resume_from or self.checkpoints
 
 
 @dataclass
@@ -119,7 +126,8 @@ def _fit_phase(session: Session, feed: Feed, phase: _Phase) -> None:
         loss=make_loss(session.config),
         metrics=hard_label_metrics(),
     )
-    state = checkpoint.load(model, folder, len(phase.callbacks)) if session.resume else None
+    restored = session.restored_checkpoints / phase.name
+    state = checkpoint.load(model, restored, len(phase.callbacks)) if session.resume else None
     if state and state["done"]:  # its history rows stay; the next phase truncates what it will redo
         log(f"resume: {phase.name} already finished")
         return

@@ -19,6 +19,7 @@ from facegender.errors import FaceGenderError
 from facegender.progress import bar, log
 from facegender.training.fit import Feed, Session, fit_phases
 from facegender.training.inputs import TrainingData
+from facegender.training.multiworker import shard_by_data
 
 if TYPE_CHECKING:  # imported where used: TensorFlow starts once training has read its photos (train.train)
     import keras
@@ -64,7 +65,7 @@ def _batches(
     )
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def fit_cached(session: Session, model: keras.Model, data: TrainingData, rng: np.random.Generator) -> None:
@@ -85,6 +86,7 @@ def fit_cached(session: Session, model: keras.Model, data: TrainingData, rng: np
     val_ds = tf.data.Dataset.from_tensor_slices(
         (val_features.astype(np.float32), data.y_val.astype(np.float32).reshape(-1, 1))
     ).batch(config.batch_size)
+    val_ds = shard_by_data(val_ds)
     fit_phases(session, model, Feed(top, trainable_layers, make_train, val_ds, steps))
 
 
@@ -136,11 +138,25 @@ def _cache_views(lower: keras.Model, data: TrainingData, config: Config) -> tupl
 def _encode(lower: keras.Model, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
     # in chunks: a float32 copy of 25,000 photos at 160 px is 7.5 GB, and predict copies its input again
     # (the whole set at once was killed for memory on a 24 GB machine)
+    import tensorflow as tf
+
+    # one of several workers: each caches every view itself (Keras's predict would split it across the workers)
+    encode = _local_encoder(lower) if tf.distribute.has_strategy() else None
     parts = []
     for start in range(0, len(images), chunk):
         scaled = images[start : start + chunk].astype(np.float32) / 127.5 - 1.0
-        parts.append(lower.predict(scaled, batch_size=64, verbose=0).astype(np.float16))
+        if encode is None:
+            parts.append(lower.predict(scaled, batch_size=64, verbose=0).astype(np.float16))
+        else:
+            parts.extend(encode(scaled[i : i + 64]).numpy().astype(np.float16) for i in range(0, len(scaled), 64))
     return np.concatenate(parts) if parts else np.zeros((0, *lower.output.shape[1:]), np.float16)
+
+
+def _local_encoder(lower: keras.Model) -> Callable[[np.ndarray], tf.Tensor]:
+    """The lower backbone run on this worker alone, compiled once."""
+    import tensorflow as tf
+
+    return tf.function(lambda batch: lower(batch, training=False), reduce_retracing=True)
 
 
 def _cached_batches(
@@ -170,7 +186,8 @@ def _cached_batches(
             partner_view, partner_index, share = view, index, np.ones(len(index))
         picks = tuple(a.astype(np.int64) for a in (view, index, partner_view, partner_index))
         ds = tf.data.Dataset.from_tensor_slices((*picks, share.astype(np.float32)))
-        return ds.batch(config.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        batches = ds.batch(config.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return shard_by_data(batches.prefetch(tf.data.AUTOTUNE))
 
     def gather(
         view: tf.Tensor, index: tf.Tensor, partner_view: tf.Tensor, partner_index: tf.Tensor, share: tf.Tensor

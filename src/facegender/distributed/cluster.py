@@ -1,0 +1,52 @@
+"""Reaching a Ray cluster, for batch prediction (distributed.predict) and training across workers
+(distributed.train): Ray imported with a one-line hint when it is missing, a local cluster started or a running
+one joined, and a failed Ray job said in one line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from facegender.errors import FaceGenderError
+from facegender.system import usable_cpus
+
+INSTALL = "pip install 'facegender[distributed]'"
+
+
+def require_ray(what: str = "--engine ray needs Ray Data", module: str = "ray.data") -> Any:
+    """The ray module, or one line saying how to install it. `module`: the part of Ray the caller needs (ray
+    without its [data] extra lacks pyarrow and pandas, without [train] Ray Train's own dependencies)."""
+    try:
+        import importlib
+
+        import ray
+
+        importlib.import_module(module)
+    except ImportError:
+        raise FaceGenderError(f"{what}: install it with {INSTALL}") from None
+    return ray
+
+
+def connect(ray: Any, address: str | None) -> bool:
+    """Start a local cluster (no address) or join one; True when this call started it (and must stop it)."""
+    if ray.is_initialized():
+        return False
+    local = {"num_cpus": usable_cpus(), "include_dashboard": False} if address is None else {}
+    try:
+        ray.init(address=address or "local", logging_level=logging.WARNING, **local)
+    except Exception as exc:
+        where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
+        raise FaceGenderError(f"could not {where}: {failure_reason(exc)}") from None
+    return True
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failed Ray job: a facegender error's own message where a worker raised one (Ray carries it
+    as text inside its RayTaskError / UserCodeException: the exception chain does not survive pickling), else
+    the first line of the error."""
+    found = re.findall(r"^facegender\.errors\.\w+: (.+)$", str(exc), flags=re.MULTILINE)
+    if found:
+        return found[-1]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")

@@ -1,0 +1,81 @@
+"""`facegender train --workers N` (distributed/train.py, training/multiworker.py): one training run across Ray Train
+workers under MultiWorkerMirroredStrategy, on a local Ray cluster the command starts itself (no external service)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import assert_clean_error, cli, make_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    pytest.importorskip("ray.train.tensorflow")
+    pytest.importorskip("tensorflow")
+    root = tmp_path_factory.mktemp("workers")
+    make_dataset(root / "data" / "train", n_female=8, n_male=12, seed=0)
+    make_dataset(root / "data" / "val", n_female=4, n_male=6, seed=1)
+    run = root / "run"
+    before = set(Path(tempfile.gettempdir()).glob("facegender-worker*"))
+    result = cli("train", "--data", str(root / "data"), "--preset", "seed", "--epochs", "2", "--batch-size", "8",
+                 "--image-size", "64", "--backbone-weights", "none", "--seed", "3", "--out", str(run),
+                 "--workers", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == str(run)
+    leftovers = set(Path(tempfile.gettempdir()).glob("facegender-worker*")) - before
+    assert not leftovers, leftovers  # the other worker's folder is removed
+    return root, run, result.stderr
+
+
+def test_two_workers_write_one_normal_run_folder(two_worker_run):
+    root, run, _ = two_worker_run
+    for name in ("model.keras", "model.onnx", "model.json", "config.json", "history.csv", "results.csv",
+                 "val_evaluation/metrics.json", "training_plots/loss_curve.png"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert not (run / "checkpoint").exists()  # removed at the end, as in one process
+    assert sorted(p.name for p in root.iterdir()) == ["data", "run"]  # Ray Train's records beside it: removed
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["training"]["workers"] == 2 and meta["training"]["epochs_run"] == 2
+    assert meta["image_size"] == 64 and meta["val_metrics"]["n"] == 10
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [row["epoch"] for row in rows] == ["0", "1"]  # the chief's log alone: no row written twice
+
+
+def test_the_workers_trained_together(two_worker_run):
+    """The chief's log says the strategy spanned both workers' devices."""
+    _, _, stderr = two_worker_run
+    assert "world_rank=1" in stderr  # Ray Train started the second worker
+    assert "run folder:" in stderr
+
+
+def test_the_model_of_two_workers_loads_and_predicts(two_worker_run):
+    root, run, _ = two_worker_run
+    result = cli("predict", str(root / "data" / "val"), "--model", str(run), "--no-detect", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 10 and all(row["label"] in ("female", "male") and 0 <= row["p_male"] <= 1 for row in rows)
+    again = cli("predict", str(root / "data" / "val"), "--model", str(run / "model.keras"), "--no-detect",
+                "--format", "json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    for onnx_row, keras_row in zip(rows, json.loads(again.stdout), strict=True):  # the ONNX export is that model
+        assert onnx_row["p_male"] == pytest.approx(keras_row["p_male"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "error: --workers must be >= 1, got 0"),
+        (["--ray-address", "127.0.0.1:1"], "error: --ray-address trains on Ray workers: add --workers N"),
+    ],
+)
+def test_worker_options_are_checked_before_any_work(tmp_path, args, message):
+    make_dataset(tmp_path / "data", n_female=2, n_male=2)
+    result = cli("train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *args)
+    assert_clean_error(result, message)
+    assert not (tmp_path / "run").exists()
