@@ -3,6 +3,7 @@ photos, and the Ray driver's peak memory for a listing of a million paths.
 
     python benchmarks/scale.py                                   # 5,000 photos, 1,000,000 paths
     python benchmarks/scale.py --photos 200 --paths 10000        # a quick check that it runs
+    python benchmarks/scale.py --folder ../shared/data/lfw-adverse/val --parts speed   # real photos
 
 Photos are generated (a tenth of them matplotlib's grace_hopper.jpg portrait where matplotlib is installed, so
 that faces are found and classified; the rest noise and shapes, no face) into --work. Each command runs as a user
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from facegender.imagefiles import iter_image_files
 
 
 def make_photos(folder: Path, count: int, seed: int = 0) -> Path:
@@ -143,6 +146,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=5000, help="generated photos for the speed runs")
     parser.add_argument("--paths", type=int, default=1_000_000, help="generated paths in the big listing")
     parser.add_argument("--small-paths", type=int, default=1000, dest="small_paths", help="the baseline listing")
+    parser.add_argument("--folder", help="time these photos (a folder, searched recursively) instead of generated ones")
     parser.add_argument("--model", help="model for every run (default: the bundled one)")
     parser.add_argument("--detect", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--work", help="folder for photos and outputs (default: a temporary one, removed)")
@@ -156,8 +160,12 @@ def main() -> None:
         record = {"machine": f"{platform.machine()} {len(os.sched_getaffinity(0))} cores, Python "
                              f"{platform.python_version()}", "speed": [], "driver_memory": []}  # fmt: skip
         if "speed" in args.parts:
-            photos = make_photos(work / "photos", args.photos)
-            record["speed"] = speed(work, photos, args.photos, model, args.detect, args.timeout)
+            if args.folder:
+                photos = Path(args.folder)
+                count = sum(1 for _ in iter_image_files(photos))
+            else:
+                photos, count = make_photos(work / "photos", args.photos), args.photos
+            record["speed"] = speed(work, photos, count, model, args.detect, args.timeout)
         if "memory" in args.parts:
             record["driver_memory"] = driver_memory(work, [args.small_paths, args.paths], args.timeout)
     print(json.dumps(record, indent=2))
