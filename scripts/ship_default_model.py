@@ -1,7 +1,7 @@
 """Ship a trained run as the bundled default model: its ONNX file, its backbone for `--backbone-weights face`, and
 the model card, with every number quoted from evaluations of that run.
 
-1. Train (about an hour on 2 cores; resumable with `facegender train --resume runs/ship`):
+1. Train (about 1.8 hours on 2 cores; resumable with `facegender train --resume runs/ship`):
 
     S=../shared/data
     facegender train --config scripts/ship_default_model.yaml \\
@@ -156,7 +156,8 @@ point of `facegender train --backbone-weights face`.
 ## How it was made
 
 `facegender train --config scripts/ship_default_model.yaml` (the `default` preset with {config["cached_views"]}
-cached views, {config["head_epochs"]} head epochs and up to {config["epochs"]} fine-tuning epochs, backbone
+cached views of the frozen backbone up to `{config["cache_layer"]}`, {config["head_epochs"]} head epochs and up
+to {config["epochs"]} fine-tuning epochs of the layers above it, backbone
 `{config["backbone_weights"]}`, per-folder sampling weights {list(config.get("source_weights") or []) or "none"}) on {data}
 ({training["train_counts"]["female"]:,} female, {training["train_counts"]["male"]:,} male photos), validated on
 the three val/ sets together ({training["val_counts"]["female"]:,} female, {training["val_counts"]["male"]:,} male),
@@ -207,7 +208,8 @@ licences).
 
 - Children under 12 were not in the training data (UTKFace train starts at 12); expect lower accuracy there.
 - The race and age slices above come from UTKFace's own annotations, which have errors; four race groups only.
-- Heavy fog and heavy down-scaling remain the weakest conditions (see the robustness tables).
+- Heavy noise and rain on small tight crops (CelebA) and heavy down-scaling are the weakest conditions (see the
+  robustness tables).
 - Faces the detector misses get `no_face` from `predict`; profile views and faces under about 20 px are missed.
 - Hair, clothing and make-up drive the output as much as the face. Two well-known portraits of women with short
   hair in uniform, measured when this card was written: {portraits()}.
