@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, cli, make_dataset
+from conftest import CLI_ENV, assert_clean_error, cli, make_dataset
 
 pytestmark = pytest.mark.slow
+EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
 def two_worker_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """A 2-worker training of 3 epochs, interrupted with Ctrl-C (SIGINT) as its second epoch begins, then resumed
+    with --workers 2: the run folder the other tests read is the resumed one."""
     pytest.importorskip("ray.train.tensorflow")
     pytest.importorskip("tensorflow")
     root = tmp_path_factory.mktemp("workers")
@@ -23,14 +31,45 @@ def two_worker_run(tmp_path_factory) -> tuple[Path, Path, str]:
     make_dataset(root / "data" / "val", n_female=4, n_male=6, seed=1)
     run = root / "run"
     before = set(Path(tempfile.gettempdir()).glob("facegender-worker*"))
-    result = cli("train", "--data", str(root / "data"), "--preset", "seed", "--epochs", "2", "--batch-size", "8",
-                 "--image-size", "64", "--backbone-weights", "none", "--seed", "3", "--out", str(run),
-                 "--workers", "2")  # fmt: skip
+    command = [sys.executable, "-m", "facegender", "train", "--data", str(root / "data"), "--preset", "seed",
+               "--epochs", str(EPOCHS), "--batch-size", "8", "--image-size", "64", "--backbone-weights", "none",
+               "--seed", "3", "--out", str(run), "--workers", "2"]  # fmt: skip
+    stopped = interrupt_at(command, "Epoch 2/")
+    assert stopped.returncode == 130, stopped.stderr[-4000:]
+    assert f"continue with: facegender train --resume {run}" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert (run / "checkpoint").is_dir() and not (run / "model.json").exists()  # nothing final half-written
+    assert sorted(p.name for p in root.iterdir()) == ["data", "run"]  # Ray Train's records removed after Ctrl-C too
+
+    result = cli("train", "--resume", str(run), "--workers", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip() == str(run)
     leftovers = set(Path(tempfile.gettempdir()).glob("facegender-worker*")) - before
     assert not leftovers, leftovers  # the other worker's folder is removed
     return root, run, result.stderr
+
+
+def interrupt_at(command: list[str], line_start: str) -> subprocess.CompletedProcess:
+    """Run `command` and send SIGINT when a line of its stderr (less Ray's worker prefix) starts with
+    `line_start`: a line read, not a clock."""
+    env = {**CLI_ENV, "RAY_DEDUP_LOGS": "0"}  # every worker's lines, none held back as a repeat
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(600, process.kill)  # a run that hangs ends its pipe, and the test with it
+    watchdog.start()
+    seen: list[str] = []
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if re.sub(r"^(\x1b\[\d+m)?\(\w+ pid=\d+[^)]*\)(\x1b\[0m)? ", "", line).startswith(line_start):
+                break
+        assert process.poll() is None, "training ended before it could be interrupted:\n" + "".join(seen[-30:])
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=180)
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, out, "".join(seen) + err)
 
 
 def test_two_workers_write_one_normal_run_folder(two_worker_run):
@@ -41,10 +80,11 @@ def test_two_workers_write_one_normal_run_folder(two_worker_run):
     assert not (run / "checkpoint").exists()  # removed at the end, as in one process
     assert sorted(p.name for p in root.iterdir()) == ["data", "run"]  # Ray Train's records beside it: removed
     meta = json.loads((run / "model.json").read_text())
-    assert meta["training"]["workers"] == 2 and meta["training"]["epochs_run"] == 2
+    assert meta["training"]["workers"] == 2 and meta["training"]["epochs_run"] == EPOCHS
     assert meta["image_size"] == 64 and meta["val_metrics"]["n"] == 10
     rows = list(csv.DictReader((run / "history.csv").open()))
-    assert [row["epoch"] for row in rows] == ["0", "1"]  # the chief's log alone: no row written twice
+    # the chief's log alone, the interrupted run's rows kept: no row lost or written twice
+    assert [row["epoch"] for row in rows] == [str(epoch) for epoch in range(EPOCHS)]
 
 
 def test_the_workers_trained_together(two_worker_run):
@@ -52,6 +92,8 @@ def test_the_workers_trained_together(two_worker_run):
     _, _, stderr = two_worker_run
     assert "world_rank=1" in stderr  # Ray Train started the second worker
     assert "run folder:" in stderr
+    # Ray Train's placement-group cleaner, on a cluster without the dashboard, would warn every few seconds
+    assert "Failed to query Ray Train Controller" not in stderr
 
 
 def test_the_model_of_two_workers_loads_and_predicts(two_worker_run):

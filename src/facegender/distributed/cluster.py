@@ -34,11 +34,19 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     local = {"num_cpus": usable_cpus(), "include_dashboard": False} if address is None else {}
     try:
-        ray.init(address=address or "local", logging_level=logging.WARNING, **local)
+        setup = {"worker_process_setup_hook": "facegender.distributed.cluster.quiet_ray_train_cleaner"}
+        ray.init(address=address or "local", logging_level=logging.WARNING, runtime_env=setup, **local)
     except Exception as exc:
         where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
         raise FaceGenderError(f"could not {where}: {failure_reason(exc)}") from None
     return True
+
+
+def quiet_ray_train_cleaner() -> None:
+    """Run in every Ray worker process as it starts: Ray Train's placement-group cleaner asks the State API about
+    the training's controller every few seconds and, on a cluster without the dashboard (the local one started
+    here), warns each time that it is unavailable. Its warnings are kept to errors; nothing else changes."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def failure_reason(exc: BaseException) -> str:

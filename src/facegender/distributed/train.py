@@ -50,6 +50,7 @@ def train_on_ray(
     }
     started = connect(ray, address)
     storage = out.parent / f".{out.name}.ray"  # Ray Train's own records of the run; removed afterwards
+    settings["scratch"] = str(storage / "workers")  # the other workers' copies of the run: removed with it
     try:
         resources = ray.cluster_resources()
         trainer = TensorflowTrainer(
@@ -70,6 +71,10 @@ def train_on_ray(
         trainer.fit()
     except (FaceGenderError, KeyboardInterrupt):
         raise
+    except SystemExit:
+        # Ctrl-C: fit() installs Ray Train's own SIGINT handler, which aborts the workers; the driver's wait then
+        # ends in SystemExit(1). Reported as the interrupt it is (exit 130, the command that resumes the run).
+        raise KeyboardInterrupt from None
     except Exception as exc:
         raise FaceGenderError(f"training on Ray failed: {failure_reason(exc)}") from None
     finally:
@@ -93,7 +98,7 @@ def _worker_loop(settings: dict[str, Any]) -> None:
     from facegender.training.train import resume, train
 
     context = ray.train.get_context()
-    worker = Worker(rank=context.get_world_rank(), count=context.get_world_size())
+    worker = Worker(rank=context.get_world_rank(), count=context.get_world_size(), scratch=settings["scratch"])
     if settings["config"] is None:
         resume(settings["out"], worker=worker)
     else:

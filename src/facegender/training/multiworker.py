@@ -9,8 +9,9 @@ distributed/train.py).
 - The photos are read, and in the `default` preset the lower backbone's views cached, on every worker: each needs
   the whole epoch's inputs to take its share. That part is not faster with more workers; the fitting is.
 - The chief (rank 0) writes the run folder: history, checkpoints, plots, evaluation, model files. The others write
-  the same files into a temporary folder of their own, removed at the end; a resume restores every worker from
-  the chief's checkpoint (the copies are the same), so `--resume` works as for one process.
+  the same files into a temporary folder of their own, removed at the end (by the launcher too, if they die); a
+  resume restores every worker from the chief's checkpoint (the copies are the same), so `--resume` works as for
+  one process.
 
 Keras 3 (3.15, TensorFlow backend) fails with this strategy in `fit` (keras-team/keras#20585, ray-project/ray#47464):
 (1) before the first step it reduces a distributed data batch across workers just to learn its shapes, which the
@@ -43,6 +44,7 @@ class Worker:
 
     rank: int  # 0: the chief, which writes the run folder
     count: int
+    scratch: str | None = None  # where the other workers' folders go (default: the system's temporary folder)
 
     @property
     def chief(self) -> bool:
@@ -52,11 +54,14 @@ class Worker:
 @contextlib.contextmanager
 def worker_folder(run_dir: Path, worker: Worker | None) -> Iterator[Path]:
     """Where this process writes its run: the run folder itself for the chief (and a single process), a
-    temporary folder, removed afterwards, for every other worker."""
+    temporary folder, removed afterwards, for every other worker (inside `worker.scratch` when set, which the
+    launcher removes too: a worker stopped by Ctrl-C or killed never reaches its own clean-up)."""
     if worker is None or worker.chief:
         yield run_dir
         return
-    folder = Path(tempfile.mkdtemp(prefix=f"facegender-worker{worker.rank}-"))
+    if worker.scratch:
+        Path(worker.scratch).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"facegender-worker{worker.rank}-", dir=worker.scratch))
     try:
         yield folder / run_dir.name
     finally:
