@@ -116,6 +116,8 @@ def test_a_photo_without_a_face_gets_a_caption_in_its_corner_and_no_box(tmp_path
         ((40, 30), (-10, -8, 30, 25)),  # a face cut by the top left corner
         ((40, 30), (25, 20, 50, 50)),  # ... by the bottom right
         ((40, 30), (-5, 5, 60, 10)),  # wider than the photo
+        ((40, 30), (10, 10, 0, 0)),  # a degenerate box (zero width and height) still gets its mark
+        ((40, 30), (10, 10, 0, 12)),
     ],
 )
 def test_odd_sizes_and_boxes_partly_outside_the_photo_are_drawn(tmp_path, size, box):

@@ -49,7 +49,8 @@ class Annotator:
                 _caption(draw, (line, line), "no face found" if label == "no_face" else label, colour, font)
                 continue
             x, y, w, h = row["box"]
-            draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=line)
+            # a degenerate box (zero width or height) is drawn as a mark at its corner, never an error
+            draw.rectangle((x, y, x + max(w - 1, 0), y + max(h - 1, 0)), outline=colour, width=line)
             _caption(draw, (x, max(0, y - font.size - 2 * line)), caption(row), colour, font)
         return self._save(source, picture)
 
