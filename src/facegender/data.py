@@ -98,6 +98,9 @@ def refuse_inside_class_folders(out: Path, files: Iterable[Path], option: str = 
         root = Path(os.path.realpath(folder.parent))
         inside = target.is_relative_to(root) and target != root and target.relative_to(root).parts[0].lower()
         if target.is_relative_to(os.path.realpath(folder)) or inside in CLASS_NAMES:
+            if not target.is_relative_to(os.path.realpath(folder)):  # name the folder of the class it is inside
+                same = (f for f in class_folders if f.parent == folder.parent and f.name.lower() == inside)
+                folder = next(same, folder)
             raise FaceGenderError(
                 f"{option} {out} is inside the class folder {folder}: its images would be read as photos the next "
                 "time; choose a folder outside the dataset's class folders"
