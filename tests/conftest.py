@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,32 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m facegender ARGS` as a user runs it, output captured."""
     return subprocess.run([sys.executable, "-m", "facegender", *args], capture_output=True, text=True, env=CLI_ENV,
                           timeout=300)  # fmt: skip
+
+
+def interrupt_at(
+    command: list[str], is_the_line: Callable[[str], bool], sig: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `command` and send it `sig` as soon as a line of its stderr satisfies `is_the_line`: a line read, not a
+    clock (no sleeps). The result's stderr holds every line, those before the signal included."""
+    import threading
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or CLI_ENV)
+    watchdog = threading.Timer(600, process.kill)  # a run that hangs ends its pipe, and the test with it
+    watchdog.start()
+    seen: list[str] = []
+    try:
+        for line in process.stderr:  # blocks until the next line, or the end of the run
+            seen.append(line)
+            if is_the_line(line):
+                break
+        assert process.poll() is None, "the command ended before it could be interrupted:\n" + "".join(seen[-30:])
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=180)
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, out, "".join(seen) + err)
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

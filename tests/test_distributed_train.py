@@ -7,14 +7,13 @@ import csv
 import json
 import re
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI_ENV, assert_clean_error, cli, make_dataset
+from conftest import CLI_ENV, assert_clean_error, cli, interrupt_at, make_dataset
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -34,7 +33,8 @@ def two_worker_run(tmp_path_factory) -> tuple[Path, Path, str]:
     command = [sys.executable, "-m", "facegender", "train", "--data", str(root / "data"), "--preset", "seed",
                "--epochs", str(EPOCHS), "--batch-size", "8", "--image-size", "64", "--backbone-weights", "none",
                "--seed", "3", "--out", str(run), "--workers", "2"]  # fmt: skip
-    stopped = interrupt_at(command, "Epoch 2/")
+    # every worker's lines, none held back by Ray as a repeat
+    stopped = interrupt_at(command, chief_line_starts("Epoch 2/"), signal.SIGINT, {**CLI_ENV, "RAY_DEDUP_LOGS": "0"})
     assert stopped.returncode == 130, stopped.stderr[-4000:]
     assert f"continue with: facegender train --resume {run}" in stopped.stderr
     assert "Traceback" not in stopped.stderr
@@ -49,27 +49,10 @@ def two_worker_run(tmp_path_factory) -> tuple[Path, Path, str]:
     return root, run, result.stderr
 
 
-def interrupt_at(command: list[str], line_start: str) -> subprocess.CompletedProcess:
-    """Run `command` and send SIGINT when a line of its stderr (less Ray's worker prefix) starts with
-    `line_start`: a line read, not a clock."""
-    env = {**CLI_ENV, "RAY_DEDUP_LOGS": "0"}  # every worker's lines, none held back as a repeat
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    watchdog = threading.Timer(600, process.kill)  # a run that hangs ends its pipe, and the test with it
-    watchdog.start()
-    seen: list[str] = []
-    try:
-        for line in process.stderr:
-            seen.append(line)
-            if re.sub(r"^(\x1b\[\d+m)?\(\w+ pid=\d+[^)]*\)(\x1b\[0m)? ", "", line).startswith(line_start):
-                break
-        assert process.poll() is None, "training ended before it could be interrupted:\n" + "".join(seen[-30:])
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=180)
-    finally:
-        watchdog.cancel()
-        process.kill()
-        process.wait(timeout=60)
-    return subprocess.CompletedProcess(command, process.returncode, out, "".join(seen) + err)
+def chief_line_starts(text: str) -> Callable[[str], bool]:
+    """Whether a line, less Ray's worker prefix (`(RayTrainWorker pid=N)`, maybe coloured), starts with `text`."""
+    prefix = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+[^)]*\)(\x1b\[0m)? ")
+    return lambda line: prefix.sub("", line).startswith(text)
 
 
 def test_two_workers_write_one_normal_run_folder(two_worker_run):

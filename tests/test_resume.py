@@ -8,11 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from conftest import make_dataset
+from conftest import interrupt_at, make_dataset
 
 pytest.importorskip("keras")
 
@@ -33,24 +32,8 @@ def epochs_done(run: Path) -> int:
 
 def interrupt_after(command: list[str], run: Path, epochs: int, sig: int) -> subprocess.CompletedProcess:
     """Train, and send `sig` as epoch `epochs + 1` begins: Keras prints "Epoch N/M" (to stderr here) once every
-    callback of the epoch before has run, the checkpoint's included. A line read, not a clock: no sleeps."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    watchdog = threading.Timer(600, process.kill)  # a run that hangs ends its pipe, and the test with it
-    watchdog.start()
-    seen: list[str] = []
-    try:
-        for line in process.stderr:  # blocks until the next line, or the end of the run
-            seen.append(line)
-            if line.startswith(f"Epoch {epochs + 1}/"):
-                break
-        assert process.poll() is None, "training ended before it could be interrupted:\n" + "".join(seen[-30:])
-        process.send_signal(sig)
-        out, err = process.communicate(timeout=120)
-    finally:
-        watchdog.cancel()
-        process.kill()
-        process.wait(timeout=60)
-    return subprocess.CompletedProcess(command, process.returncode, out, "".join(seen) + err)
+    callback of the epoch before has run, the checkpoint's included."""
+    return interrupt_at(command, lambda line: line.startswith(f"Epoch {epochs + 1}/"), sig, ENV)
 
 
 def val_losses(run: Path) -> list[float]:
