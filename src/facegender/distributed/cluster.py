@@ -42,11 +42,25 @@ def connect(ray: Any, address: str | None) -> bool:
     return True
 
 
+CLEANER_THREAD = "PlacementGroupCleanerMonitor"  # Ray Train's placement-group cleaner's thread (ray 2.60)
+
+
 def quiet_ray_train_cleaner() -> None:
-    """Run in every Ray worker process as it starts: Ray Train's placement-group cleaner asks the State API about
-    the training's controller every few seconds and, on a cluster without the dashboard (the local one started
-    here), warns each time that it is unavailable. Its warnings are kept to errors; nothing else changes."""
+    """Run in every Ray worker process as it starts, for Ray Train's placement-group cleaner: it asks the State API
+    about the training's controller every few seconds and, on a cluster without the dashboard (the local one
+    started here), warns each time that it is unavailable; and when the cluster stops right after a Ctrl-C its
+    thread dies with a traceback. Its warnings are kept to errors and that thread's end is silent; nothing else
+    changes."""
+    import threading
+
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is None or args.thread.name != CLEANER_THREAD:
+            previous(args)
+
+    threading.excepthook = hook
 
 
 def failure_reason(exc: BaseException) -> str:

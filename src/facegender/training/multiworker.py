@@ -75,7 +75,36 @@ def start_strategy() -> tf.distribute.Strategy:
 
     patch_keras()
     tf.get_logger().setLevel("ERROR")  # the strategy's INFO lines about its devices
+    configure_coordination(tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec())
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+HEARTBEAT_TIMEOUT_S = 600
+
+
+def configure_coordination(cluster_spec: tf.train.ClusterSpec, heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S) -> None:
+    """Configure TensorFlow's coordination service as MultiWorkerMirroredStrategy would (it then keeps this one),
+    with a patient heartbeat: by default a worker whose heartbeats stop for a few seconds fails the whole run, and
+    a worker starved of CPU (Ray runs its workers at niceness 15: any other job on the machine comes first) does. Seen:
+    a 2-worker training beside a test suite on this 2-core machine failed with "heartbeat timeout" on its first
+    fine-tuning step. A worker that dies is still noticed at once: Ray Train watches its processes. TensorFlow has
+    no public API for this setting (tensorflow/python/distribute/collective_all_reduce_strategy.py makes the same
+    call)."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster_spec.num_tasks(job))
+        for job in ("chief", "worker")
+        if job in cluster_spec.jobs
+    ]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster_spec),
+        coordinated_jobs=jobs,
+        heartbeat_timeout_in_ms=heartbeat_timeout_s * 1000,
+    )
 
 
 def patch_keras() -> None:
