@@ -86,8 +86,8 @@ def configure_coordination(cluster_spec: tf.train.ClusterSpec, heartbeat_timeout
     """Configure TensorFlow's coordination service as MultiWorkerMirroredStrategy would (it then keeps this one),
     with a patient heartbeat: by default a worker whose heartbeats stop for a few seconds fails the whole run, and
     a worker starved of CPU (Ray runs its workers at niceness 15: any other job on the machine comes first) does. Seen:
-    a 2-worker training beside a test suite on this 2-core machine failed with "heartbeat timeout" on its first
-    fine-tuning step. A worker that dies is still noticed at once: Ray Train watches its processes. TensorFlow has
+    a 2-worker training beside a test suite on this 2-core machine failed with "heartbeat timeout" in its ninth
+    fine-tuning epoch. A worker that dies is still noticed at once: Ray Train watches its processes. TensorFlow has
     no public API for this setting (tensorflow/python/distribute/collective_all_reduce_strategy.py makes the same
     call)."""
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
