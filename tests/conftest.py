@@ -18,6 +18,20 @@ SHARED = ROOT.parent / "shared"
 LFW = SHARED / "data" / "lfw-adverse"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
+# Test files that start Ray clusters: under pytest-xdist they share one worker, one cluster at a time.
+RAY_TEST_FILES = {"test_distributed", "test_distributed_train"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command), a test file runs whole on one
+    worker, so its module fixtures (trained runs, exported models) are built once; the Ray files share a worker."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    for item in items:
+        group = "ray" if item.path.stem in RAY_TEST_FILES else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 def package_photo(package: str, relative: str) -> Path:
     """A real photo that ships inside an installed package (found without importing the package), or skip.
