@@ -248,18 +248,24 @@ def test_streamed_json_and_csv_are_the_text_of_local_predict():
 
 
 def test_the_worker_hook_silences_ray_trains_cleaner_and_nothing_else(monkeypatch):
-    """quiet_ray_train_cleaner (every Ray worker's setup hook): the cleaner's warnings and its thread's end after a
-    Ctrl-C are silent; another logger's warnings and another thread's end still reach the hook before it."""
+    """quiet_ray_train_cleaner (every Ray worker's setup hook): the warnings of the cleaner and of the autoscaling
+    client, and the cleaner thread's end after a Ctrl-C, are silent; another logger's warnings and another thread's
+    end still reach the hook before it."""
     import threading
 
     from facegender.distributed.cluster import CLEANER_THREAD, quiet_ray_train_cleaner
 
-    cleaner = logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner")
-    monkeypatch.setattr(cleaner, "level", cleaner.level)  # restored afterwards
+    quiet = [
+        logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner"),
+        logging.getLogger("ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client"),
+    ]
+    for logger in quiet:
+        monkeypatch.setattr(logger, "level", logger.level)  # restored afterwards
     reported: list[str] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.thread.name))
     quiet_ray_train_cleaner()
-    assert not cleaner.isEnabledFor(logging.WARNING) and cleaner.isEnabledFor(logging.ERROR)
+    for logger in quiet:
+        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
     assert logging.getLogger("ray.train.v2._internal.execution.controller").isEnabledFor(logging.WARNING)
 
     def fail() -> None:

@@ -43,17 +43,26 @@ def connect(ray: Any, address: str | None) -> bool:
 
 
 CLEANER_THREAD = "PlacementGroupCleanerMonitor"  # Ray Train's placement-group cleaner's thread (ray 2.60)
+# Ray Train's loggers whose warnings are kept to errors in every Ray worker process (ray 2.60): the placement-group
+# cleaner, and the controller's client of the autoscaling coordinator, which warns with a traceback whenever a
+# resource request takes over 5 s ("if this only happens transiently during ... CPU being overloaded, it's safe to
+# ignore"): on a local cluster there is no autoscaler, and on 2 busy cores it happened after a Ctrl-C.
+QUIET_LOGGERS = (
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner",
+    "ray.train.v2._internal.execution.scaling_policy.autoscaling_coordinator_client",
+)
 
 
 def quiet_ray_train_cleaner() -> None:
     """Run in every Ray worker process as it starts, for Ray Train's placement-group cleaner: it asks the State API
     about the training's controller every few seconds and, on a cluster without the dashboard (the local one
     started here), warns each time that it is unavailable; and when the cluster stops right after a Ctrl-C its
-    thread dies with a traceback. Its warnings are kept to errors and that thread's end is silent; nothing else
-    changes."""
+    thread dies with a traceback. Its warnings (and those of QUIET_LOGGERS' other logger) are kept to errors and
+    that thread's end is silent; nothing else changes."""
     import threading
 
-    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     previous = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
