@@ -165,8 +165,8 @@ which chose the early-stopping epoch, the temperature and the threshold. {traini
 2-core x86_64 CPU (other jobs shared it), {training["epochs_run"]} epochs run. Commands:
 `scripts/ship_default_model.py`. Each training view but the first has one adverse condition with probability
 {config["adverse"]}, applied to the face's square at the photo's own resolution before the resize (`conditions.py`).
-A `face` backbone is the previous bundled model's (version 1, trained the same way from ImageNet on the same four
-folders, never on a val photo; `scripts/ship_default_model.yaml` says which).
+A `face` backbone is the previous bundled model's (version 3, itself from version 1's, trained from ImageNet;
+every version on the same four folders, never on a val photo; `scripts/ship_default_model.yaml` says which).
 
 ## Data and licences
 

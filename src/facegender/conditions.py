@@ -11,6 +11,13 @@ from typing import Any
 # robustness suite's strongest down-scaling leaves one (an 80-px crop scaled by 0.15), so a view stays a face.
 MIN_DEGRADED_SIDE = 20
 
+# Noise and rain are drawn twice as often as each other condition (albumentations.OneOf draws in proportion to
+# p; the others keep the default 0.5): the bundled model version 3, trained with every condition equally likely,
+# fell to 0.52 accuracy on celeba-gender/val under the robustness suite's strongest noise (answering "male" for
+# 94 % of the faces: grain reads as stubble) and to 0.78 under its torrential rain, while it lost at most 0.11
+# under any other condition.
+NOISE_RAIN_SHARE = 1.0
+
 
 def adverse_condition(probability: float, side: int) -> Any:
     """One adverse condition (blur, motion blur, fog, rain, low light, noise, JPEG, down-scaling, glare or
@@ -30,11 +37,18 @@ def adverse_condition(probability: float, side: int) -> Any:
             A.GaussianBlur(blur_limit=0, sigma_limit=(max(0.3, 0.8 * f), max(0.5, 3.0 * f))),
             A.MotionBlur(blur_limit=(odd(5 * f), odd(13 * f))),
             A.RandomFog(fog_coef_range=(0.3, 0.8), alpha_coef=0.1),
-            A.RandomRain(
-                slant_range=(-15, 15), drop_length=max(3, side // 12), blur_value=3, brightness_coefficient=0.8
+            A.OneOf(
+                [
+                    A.RandomRain(
+                        slant_range=(-15, 15), drop_length=max(3, side // 12), blur_value=3, brightness_coefficient=0.8
+                    ),
+                    A.RandomRain(slant_range=(-15, 15), rain_type="heavy"),
+                    A.RandomRain(slant_range=(-15, 15), rain_type="torrential"),
+                ],
+                p=NOISE_RAIN_SHARE,
             ),
             A.RandomGamma(gamma_limit=(180, 350)),  # low light: gamma > 1 darkens
-            A.GaussNoise(std_range=(0.05, 0.25)),
+            A.GaussNoise(std_range=(0.05, 0.3), p=NOISE_RAIN_SHARE),
             A.ImageCompression(quality_range=(8, 40)),
             A.Downscale(scale_range=(lowest, max(lowest, 0.4))),
             A.RandomSunFlare(flare_roi=(0, 0, 1, 0.6), src_radius=max(8, side // 3)),
