@@ -6,7 +6,7 @@ import csv
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +18,17 @@ SHARED = ROOT.parent / "shared"
 LFW = SHARED / "data" / "lfw-adverse"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
-# Test files that start Ray clusters: under pytest-xdist they share one worker, one cluster at a time.
-RAY_TEST_FILES = {"test_distributed", "test_distributed_train"}
 
+@pytest.fixture(scope="module")
+def one_ray_cluster_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The test files that start Ray clusters take turns: under pytest-xdist (the README's test command runs two
+    processes, each test file whole on one) two clusters at once would starve each other on two cores. The lock
+    file lies in the folder that holds every process's temporary folder."""
+    import fcntl
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command), a test file runs whole on one
-    worker, so its module fixtures (trained runs, exported models) are built once; the Ray files share a worker."""
-    if not getattr(config.option, "numprocesses", None):
-        return
-    for item in items:
-        group = "ray" if item.path.stem in RAY_TEST_FILES else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+    with (tmp_path_factory.getbasetemp().parent / "ray-tests.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def package_photo(package: str, relative: str) -> Path:

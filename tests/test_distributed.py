@@ -18,6 +18,8 @@ from ray_fault import KILL_ENV
 from facegender.errors import FaceGenderError
 from facegender.runtime.predict import format_results, predict
 
+pytestmark = pytest.mark.usefixtures("one_ray_cluster_at_a_time")  # conftest: Ray test files take turns
+
 TESTS = Path(__file__).resolve().parent
 META = {"format_version": 1, "name": "brightness", "class_names": ["female", "male"], "image_size": 32, "crop": 1.0,
         "threshold": 0.5, "temperature": 1.0}  # fmt: skip

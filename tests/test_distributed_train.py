@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import CLI_ENV, assert_clean_error, cli, interrupt_at, make_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_ray_cluster_at_a_time")]  # conftest: Ray files take turns
 EPOCHS = 3
 
 
