@@ -295,10 +295,14 @@ def main() -> int:
         "wall_s": round(time.time() - started, 1),
         "sets": sets,
     }
-    table = tables(sets)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    (args.out / "results.md").write_text(table + "\n", encoding="utf-8")
+    return write_results(args.out, record, tables(sets))
+
+
+def write_results(out: Path, record: dict[str, Any], table: str) -> int:
+    """OUT/results.json and OUT/results.md; the record as one JSON line on standard output, then the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    (out / "results.md").write_text(table + "\n", encoding="utf-8")
     print(json.dumps(record))
     print()
     print(table)

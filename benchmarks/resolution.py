@@ -166,14 +166,10 @@ def main() -> int:
         "sets": sets,
         "results": results,
     }
-    text = table(sets, results, args.widths)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    (args.out / "results.md").write_text(text + "\n", encoding="utf-8")
-    print(json.dumps(record))
-    print()
-    print(text)
-    return 0
+    sys.path.insert(0, str(HERE))
+    from peers import write_results
+
+    return write_results(args.out, record, table(sets, results, args.widths))
 
 
 if __name__ == "__main__":
