@@ -59,3 +59,17 @@ def test_blur_scales_with_the_resolution(side):
 
     blur = next(t for t in adverse_condition(DEFAULT.adverse, side).transforms if isinstance(t, A.GaussianBlur))
     assert blur.sigma_limit[1] == pytest.approx(max(0.5, 3.0 * side / 160))
+
+
+def test_noise_and_rain_are_drawn_twice_as_often_as_each_other_condition():
+    """Version 3 collapsed under the robustness suite's noise and rain: a degraded view gets each of them with twice
+    the chance of any other condition, and rain comes in heavy and torrential kinds too."""
+    pipeline = adverse_condition(1.0, 160)
+    share = {type(t).__name__: p for t, p in zip(pipeline.transforms, pipeline.transforms_ps, strict=True)}
+    assert len(share) == 10 and sum(share.values()) == pytest.approx(1.0)
+    others = [p for name, p in share.items() if name not in ("GaussNoise", "OneOf")]
+    assert share["GaussNoise"] == share["OneOf"] == pytest.approx(2 * others[0])
+    assert max(others) == pytest.approx(min(others))
+    rain = next(t for t in pipeline.transforms if type(t).__name__ == "OneOf")
+    assert {type(t).__name__ for t in rain.transforms} == {"RandomRain"}
+    assert {getattr(t, "rain_type", None) for t in rain.transforms} >= {"heavy", "torrential"}
