@@ -34,8 +34,9 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1] / "shared" / "data"
-DEFAULT_SETS = [DATA / "lfw-adverse" / "val", DATA / "celeba-gender" / "val", DATA / "utkface" / "val"]
+sys.path.insert(0, str(HERE))
+from peers import DEFAULT_SETS, evaluate_facegender, summary, write_results  # noqa: E402 (standard library only)
+
 DEFAULT_WIDTHS = [12, 16, 24, 32, 48]
 
 
@@ -108,9 +109,6 @@ def evaluate_folders(folders: list[Path], model: str | None, peer_python: str | 
         if "sets" not in record:
             raise SystemExit(f"benchmarks/peers.py did not score the folders (exit {done.returncode}): see above")
         return {name.split("/")[-1]: systems for name, systems in record["sets"].items()}
-    sys.path.insert(0, str(HERE))
-    from peers import evaluate_facegender, summary
-
     return {f.name: {"facegender": summary(evaluate_facegender(f, model, out / "eval" / f.name))} for f in folders}
 
 
@@ -166,9 +164,6 @@ def main() -> int:
         "sets": sets,
         "results": results,
     }
-    sys.path.insert(0, str(HERE))
-    from peers import write_results
-
     return write_results(args.out, record, table(sets, results, args.widths))
 
 

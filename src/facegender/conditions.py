@@ -14,8 +14,7 @@ MIN_DEGRADED_SIDE = 20
 # Noise and rain are drawn twice as often as each other condition (albumentations.OneOf draws in proportion to
 # p; the others keep the default 0.5): the bundled model version 3, trained with every condition equally likely,
 # fell to 0.52 accuracy on celeba-gender/val under the robustness suite's strongest noise (answering "male" for
-# 94 % of the faces) and to 0.78 under its torrential rain, while it lost at most 0.11
-# under any other condition.
+# 94 % of the faces) and to 0.78 under its torrential rain, while it lost at most 0.11 under any other condition.
 NOISE_RAIN_SHARE = 1.0
 
 
