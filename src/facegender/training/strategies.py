@@ -118,15 +118,15 @@ def _cache_views(lower: keras.Model, data: TrainingData, config: Config) -> tupl
     from facegender.training.augment import augment_views
 
     started = time.time()
-    views = []
+    # filled in place, view by view: stacking separate views would hold all of them twice at the peak
+    features = np.empty((config.cached_views, len(data.x_train), *lower.output.shape[1:]), np.float16)
     with bar(config.cached_views * len(data.x_train), "cache views") as progress:
         for view in range(config.cached_views):
             # view 0: the photo as it is; the others seeded per view, so a rerun or resume caches the same views
             seed = config.seed * 1000 + view
             images = data.x_train if view == 0 else augment_views(data.x_train, config, seed, squares=data.squares)
-            views.append(_encode(lower, images))
+            _encode(lower, images, out=features[view])
             progress.update(len(data.x_train))
-    features = np.stack(views)
     val_features = _encode(lower, data.x_val)
     log(
         f"cached {features.shape[0]} views x {features.shape[1]} images at {config.cache_layer} "
@@ -135,21 +135,24 @@ def _cache_views(lower: keras.Model, data: TrainingData, config: Config) -> tupl
     return features, val_features
 
 
-def _encode(lower: keras.Model, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def _encode(lower: keras.Model, images: np.ndarray, out: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
+    """The lower backbone's float16 activations of `images`, written into `out` (a new array without one)."""
     # in chunks: a float32 copy of 25,000 photos at 160 px is 7.5 GB, and predict copies its input again
     # (the whole set at once was killed for memory on a 24 GB machine)
     import tensorflow as tf
 
+    if out is None:
+        out = np.empty((len(images), *lower.output.shape[1:]), np.float16)
     # one of several workers: each caches every view itself (Keras's predict would split it across the workers)
     encode = _local_encoder(lower) if tf.distribute.has_strategy() else None
-    parts = []
     for start in range(0, len(images), chunk):
         scaled = images[start : start + chunk].astype(np.float32) / 127.5 - 1.0
         if encode is None:
-            parts.append(lower.predict(scaled, batch_size=64, verbose=0).astype(np.float16))
+            out[start : start + len(scaled)] = lower.predict(scaled, batch_size=64, verbose=0)
         else:
-            parts.extend(encode(scaled[i : i + 64]).numpy().astype(np.float16) for i in range(0, len(scaled), 64))
-    return np.concatenate(parts) if parts else np.zeros((0, *lower.output.shape[1:]), np.float16)
+            for i in range(0, len(scaled), 64):
+                out[start + i : start + i + 64] = encode(scaled[i : i + 64]).numpy()
+    return out
 
 
 def _local_encoder(lower: keras.Model) -> Callable[[np.ndarray], tf.Tensor]:
@@ -166,7 +169,6 @@ def _cached_batches(
     data.indices, with mixup blended with a random partner (activations and labels), all drawn from `rng`."""
     import tensorflow as tf
 
-    features_t = tf.constant(features)
     labels_t = tf.constant(data.y_train.astype(np.float32).reshape(-1, 1))
 
     def make_train(epochs: int) -> tf.data.Dataset:
@@ -189,14 +191,21 @@ def _cached_batches(
         batches = ds.batch(config.batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
         return shard_by_data(batches.prefetch(tf.data.AUTOTUNE))
 
+    def views_of(view: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+        # read from the NumPy array itself: a TensorFlow constant of it would be a second copy (7.6 GB for 4 views
+        # of 24,605 photos at block_2_add), and making one briefly holds a third
+        picked = tf.numpy_function(lambda v, i: features[v, i], [view, index], tf.float16, stateful=False)
+        picked.set_shape((None, *features.shape[2:]))
+        return tf.cast(picked, tf.float32)
+
     def gather(
         view: tf.Tensor, index: tf.Tensor, partner_view: tf.Tensor, partner_index: tf.Tensor, share: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        first = tf.cast(tf.gather_nd(features_t, tf.stack([view, index], axis=1)), tf.float32)
+        first = views_of(view, index)
         labels = tf.gather(labels_t, index)
         if not config.mixup:
             return first, labels
-        second = tf.cast(tf.gather_nd(features_t, tf.stack([partner_view, partner_index], axis=1)), tf.float32)
+        second = views_of(partner_view, partner_index)
         weight = tf.reshape(share, (-1, 1, 1, 1))
         mixed = weight * first + (1.0 - weight) * second
         weight = tf.reshape(share, (-1, 1))
